@@ -1,0 +1,40 @@
+//! `hearth-bench`: runs a benchmark scenario and writes its report.
+
+use std::process::ExitCode;
+
+use bench::cli::{Cli, Command};
+use bench::machine::RunMeta;
+use bench::{BenchError, report, scenario};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hearth-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), BenchError> {
+    match cli.command {
+        Command::Pingpong(args) => {
+            let meta = RunMeta::collect();
+            let run = scenario::pingpong::run(&args)?;
+            let dir = report::write_pingpong(&args.common.out_dir, &meta, &run)?;
+            println!("{}", dir.display());
+            Ok(())
+        }
+        Command::IdleConns(args) => {
+            let meta = RunMeta::collect();
+            let run = scenario::idle_conns::run(&args)?;
+            let dir = report::write_idle(&args.common.out_dir, &meta, &run)?;
+            println!("{}", dir.display());
+            Ok(())
+        }
+        Command::IdleClient(args) => {
+            bench::idle_client::main(args.source_ip, args.addr, args.conns)
+        }
+    }
+}

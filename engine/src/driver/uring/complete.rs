@@ -1,0 +1,263 @@
+//! Turning CQEs into [`Completion`]s: multishot bookkeeping, lent buffers, accepted sockets.
+
+use std::net::SocketAddr;
+
+use io_uring::cqueue;
+
+use super::slots::Kind;
+use super::{SockEntry, SockKind, UD_WAKER, UringDriver, sock};
+use crate::driver::{BufId, Completion, CompletionKind, Errno, RecvChunk, SocketId};
+
+fn errno(res: i32) -> Errno {
+    Errno(-res)
+}
+
+impl UringDriver {
+    pub(super) fn on_cqe(&mut self, ud: u64, res: i32, flags: u32, out: &mut Vec<Completion>) {
+        let more = cqueue::more(flags);
+        let picked = cqueue::buffer_select(flags);
+        if ud == UD_WAKER {
+            self.waker.drain();
+            if !more {
+                self.waker_armed = false;
+            }
+            return;
+        }
+        let Some(idx) = self.slots.lookup(ud) else {
+            // Internal request (or a CQE we cannot attribute): nothing for the shard, but a
+            // selected buffer must go back to the ring.
+            if let Some(bid) = picked {
+                self.bufs.recycle(bid);
+            }
+            return;
+        };
+        let Some(slot) = self.slots.get_mut(idx) else {
+            return;
+        };
+        let token = slot.token;
+        let kind = match &mut slot.kind {
+            Some(Kind::Accept { listener }) => {
+                let listener = *listener;
+                let result = if res >= 0 {
+                    self.accepted(listener, res)
+                } else {
+                    Err(errno(res))
+                };
+                CompletionKind::Accept { result, more }
+            }
+            Some(Kind::Recv { socket }) => {
+                let socket = *socket;
+                let result = if res > 0 {
+                    match picked {
+                        Some(bid) if self.bufs.lend(bid, 0) => {
+                            self.stats.bytes_in += res as u64;
+                            Ok(RecvChunk {
+                                buf: Some(BufId(bid)),
+                                len: res as usize,
+                            })
+                        }
+                        _ => Err(Errno::IO),
+                    }
+                } else {
+                    if let Some(bid) = picked {
+                        self.bufs.recycle(bid);
+                    }
+                    if res == 0 {
+                        Ok(RecvChunk { buf: None, len: 0 })
+                    } else {
+                        if res == -libc::ENOBUFS {
+                            self.stats.buffer_exhaustions += 1;
+                        }
+                        Err(errno(res))
+                    }
+                };
+                CompletionKind::Recv {
+                    socket,
+                    result,
+                    more,
+                }
+            }
+            Some(Kind::RecvFrom { socket }) => {
+                let socket = *socket;
+                let msg = slot.msg;
+                let result = match (res, picked) {
+                    (r, Some(bid)) if r >= 0 => self.datagram(bid, r as usize, &msg),
+                    (r, picked) => {
+                        if let Some(bid) = picked {
+                            self.bufs.recycle(bid);
+                        }
+                        if r == -libc::ENOBUFS {
+                            self.stats.buffer_exhaustions += 1;
+                        }
+                        Err(if r < 0 { errno(r) } else { Errno::IO })
+                    }
+                };
+                CompletionKind::RecvFrom {
+                    socket,
+                    result,
+                    more,
+                }
+            }
+            Some(Kind::Cancel { pending, cancelled }) => {
+                *pending = pending.saturating_sub(1);
+                if res == 0 {
+                    *cancelled += 1;
+                }
+                if *pending > 0 {
+                    return;
+                }
+                let n = *cancelled;
+                CompletionKind::Cancel {
+                    result: if n == 0 { Err(Errno::NOENT) } else { Ok(n) },
+                }
+            }
+            Some(_) => {
+                // Single-shot operations: the slot is done, take its buffers back.
+                let Some((token, kind)) = self.free(idx) else {
+                    return;
+                };
+                let kind = self.single_shot(kind, res);
+                self.stats.completions += 1;
+                out.push(Completion { token, kind });
+                return;
+            }
+            None => return,
+        };
+        let multishot_done = !more;
+        if multishot_done {
+            self.free(idx);
+        }
+        self.stats.completions += 1;
+        out.push(Completion { token, kind });
+    }
+
+    fn single_shot(&mut self, kind: Kind, res: i32) -> CompletionKind {
+        let n = |res: i32| {
+            if res >= 0 {
+                Ok(res as usize)
+            } else {
+                Err(errno(res))
+            }
+        };
+        let unit = |res: i32| if res >= 0 { Ok(()) } else { Err(errno(res)) };
+        match kind {
+            Kind::Send { socket, buf } => {
+                if res > 0 {
+                    self.stats.bytes_out += res as u64;
+                }
+                CompletionKind::Send {
+                    socket,
+                    result: n(res),
+                    buf,
+                }
+            }
+            Kind::SendTo { socket, buf } => {
+                if res > 0 {
+                    self.stats.bytes_out += res as u64;
+                }
+                CompletionKind::SendTo {
+                    socket,
+                    result: n(res),
+                    buf,
+                }
+            }
+            Kind::Timeout => CompletionKind::Timeout {
+                result: if res == -libc::ETIME || res >= 0 {
+                    Ok(())
+                } else {
+                    Err(errno(res))
+                },
+            },
+            Kind::Close { .. } => CompletionKind::Close { result: unit(res) },
+            Kind::WriteAt { buf } => CompletionKind::WriteAt {
+                result: n(res),
+                buf,
+            },
+            Kind::ReadAt { buf } => CompletionKind::ReadAt {
+                result: n(res),
+                buf,
+            },
+            Kind::Fdatasync => CompletionKind::Fdatasync { result: unit(res) },
+            Kind::CloseFile { file } => {
+                // The kernel consumed the descriptor whatever the result: never close it again.
+                self.files.remove(file.0);
+                CompletionKind::CloseFile { result: unit(res) }
+            }
+            // Multishot kinds never reach here; report them as cancelled rather than panic.
+            Kind::Accept { .. } => CompletionKind::Accept {
+                result: Err(Errno::CANCELED),
+                more: false,
+            },
+            Kind::Recv { socket } => CompletionKind::Recv {
+                socket,
+                result: Err(Errno::CANCELED),
+                more: false,
+            },
+            Kind::RecvFrom { socket } => CompletionKind::RecvFrom {
+                socket,
+                result: Err(Errno::CANCELED),
+                more: false,
+            },
+            Kind::Cancel { cancelled, .. } => CompletionKind::Cancel {
+                result: Ok(cancelled),
+            },
+        }
+    }
+
+    /// Register a freshly accepted descriptor.
+    fn accepted(&mut self, listener: SocketId, fd: i32) -> Result<(SocketId, SocketAddr), Errno> {
+        let configured = match self.sockets.get(listener.0) {
+            Some(SockEntry {
+                kind: SockKind::Listener(opts),
+                ..
+            }) => sock::configure_accepted(fd, opts).is_ok(),
+            _ => true,
+        };
+        let peer = sock::peer_addr(fd);
+        let (true, Some(peer)) = (configured, peer) else {
+            // The connection died before we could set it up (or options failed): drop it.
+            sock::close_fd(fd);
+            return Err(Errno::CONNRESET);
+        };
+        match self.sockets.insert(SockEntry {
+            fd,
+            kind: SockKind::Tcp,
+            closing: false,
+            fd_closed: false,
+            inflight: 0,
+        }) {
+            Some(id) => Ok((SocketId(id), peer)),
+            None => {
+                sock::close_fd(fd);
+                Err(Errno(libc::EMFILE))
+            }
+        }
+    }
+
+    /// Parse a multishot recvmsg buffer and lend it with its payload offset.
+    fn datagram(
+        &mut self,
+        bid: u16,
+        used: usize,
+        msg: &libc::msghdr,
+    ) -> Result<(BufId, usize, SocketAddr), Errno> {
+        let parsed = {
+            let raw = self.bufs.raw(bid, used);
+            io_uring::types::RecvMsgOut::parse(raw, msg).ok().map(|m| {
+                let payload = m.payload_data();
+                let off = payload.as_ptr() as usize - raw.as_ptr() as usize;
+                (off, payload.len(), sock::read_sockaddr(m.name_data()))
+            })
+        };
+        match parsed {
+            Some((off, len, Some(addr))) if self.bufs.lend(bid, off as u32) => {
+                self.stats.bytes_in += len as u64;
+                Ok((BufId(bid), len, addr))
+            }
+            _ => {
+                self.bufs.recycle(bid);
+                Err(Errno::IO)
+            }
+        }
+    }
+}

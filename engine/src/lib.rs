@@ -1,0 +1,14 @@
+//! Hearth's engine: one pinned io_uring loop per core, cross-shard mailboxes, HTTP and the binary.
+
+pub mod api;
+pub mod buf;
+pub mod config;
+pub mod ctx;
+pub mod driver;
+pub mod http;
+pub mod mailbox;
+pub mod metrics;
+pub mod node;
+pub mod profile;
+pub mod shard;
+pub mod snowflake;

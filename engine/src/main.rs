@@ -1,0 +1,165 @@
+//! The `hearth` binary: resolve config and profile, start one pinned shard per core, serve until
+//! SIGTERM or SIGINT, then drain and exit 0.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use engine::config::{Cli, Command, LogFormat, ResolvedConfig, check_config};
+use engine::node::{Node, NodeSpec};
+use engine::shard::ShardConfig;
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.init(),
+    }
+}
+
+fn ms_to_ns(ms: u32) -> u64 {
+    u64::from(ms) * 1_000_000
+}
+
+fn node_spec(r: &ResolvedConfig) -> NodeSpec {
+    let limits = &r.config.limits;
+    let p = &r.profile;
+    let cores: Vec<usize> = if p.pin_threads {
+        r.shards
+            .iter()
+            .map_while(|s| s.core.map(|c| c as usize))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    NodeSpec {
+        shards: r.shards.len(),
+        cores,
+        http_addr: r.config.listen.http_addr,
+        echo_addr: r.config.listen.echo_addr,
+        driver: p.driver_config(),
+        shard: ShardConfig {
+            max_connections: p.max_connections_per_shard,
+            http: limits.http_limits(),
+            http_header_timeout_ns: ms_to_ns(limits.http_header_timeout_ms),
+            http_idle_timeout_ns: ms_to_ns(limits.http_keepalive_idle_ms),
+            drain_timeout_ns: ms_to_ns(limits.drain_timeout_ms),
+            tcp: p.tcp_options(),
+            core: None,
+        },
+        mailbox_capacity: p.mailbox_capacity as usize,
+    }
+}
+
+/// Block SIGTERM and SIGINT in every thread (shard threads inherit the mask), so that the main
+/// thread alone takes them with `sigtimedwait`.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset; pthread_sigmask reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Wait up to `timeout` for one of the blocked signals; returns it.
+fn wait_signal(set: &libc::sigset_t, timeout: Duration) -> Option<i32> {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: set and ts are valid for the call; a null siginfo is allowed.
+    let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) };
+    (sig > 0).then_some(sig)
+}
+
+fn run(r: ResolvedConfig) -> Result<(), String> {
+    let data_dir = &r.config.storage.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("creating data dir {}: {e}", data_dir.display()))?;
+    let spec = node_spec(&r);
+    let drain_timeout = Duration::from_millis(u64::from(r.config.limits.drain_timeout_ms));
+    let signals = block_signals();
+    tracing::info!(
+        shards = spec.shards,
+        profile = %r.profile_origin,
+        data_dir = %data_dir.display(),
+        "starting"
+    );
+    let node = Node::start(spec).map_err(|e| format!("starting: {e}"))?;
+    let addrs = node.addrs();
+    tracing::info!(http = %addrs.http, echo = ?addrs.echo, "serving");
+    if let Some(path) = &r.ready_file {
+        let ready = serde_json::json!({
+            "pid": std::process::id(),
+            "http": addrs.http.to_string(),
+            "echo": addrs.echo.map(|a| a.to_string()),
+            "shards": r.shards.len(),
+        });
+        // Written to a temporary name and renamed, so a watcher never reads half a file.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, ready.to_string())
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| format!("writing ready file {}: {e}", path.display()))?;
+    }
+    loop {
+        if let Some(sig) = wait_signal(&signals, Duration::from_millis(200)) {
+            tracing::info!(signal = sig, "stopping: draining connections");
+            break;
+        }
+        if node.any_finished() {
+            tracing::error!("a shard stopped unexpectedly");
+            node.stop();
+            return node.join().map_err(|e| e.to_string());
+        }
+    }
+    node.stop();
+    let started = Instant::now();
+    // Shards close what is left at their drain timeout; the join is bounded by it.
+    let r = node.join().map_err(|e| e.to_string());
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        limit_ms = drain_timeout.as_millis() as u64,
+        "stopped"
+    );
+    r
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::CheckConfig { file }) = &cli.command {
+        return match check_config(file) {
+            Ok(msg) => {
+                println!("{msg}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("hearth: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let resolved = match cli.resolve() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hearth: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(resolved.config.log.format, &resolved.config.log.level);
+    match run(resolved) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("hearth: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! A node: one pinned thread per shard, each running its own io_uring loop, plus start and stop.
+//!
+//! Shard 0 binds first so that an ephemeral port (`:0`) is resolved once; the other shards then bind
+//! the same concrete address with SO_REUSEPORT, and the kernel spreads connections across them.
+//! Stopping sets a flag and wakes every shard; each drains (stops accepting, finishes what is open,
+//! closes the rest after the drain timeout) and its thread returns.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use crate::api::OpsApi;
+use crate::ctx::{ShardCtx, ShardMsg};
+use crate::driver::uring::UringDriver;
+use crate::driver::{DriverConfig, DriverError, RemoteWaker};
+use crate::mailbox::{MailboxError, Mesh};
+use crate::shard::{Service, Shard, ShardConfig};
+
+/// What a node is started with (resolved from the config file, profile and flags).
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    /// Number of shards.
+    pub shards: usize,
+    /// The core each shard is pinned to (`None`: not pinned). Shorter than `shards`: unpinned rest.
+    pub cores: Vec<usize>,
+    /// HTTP listener address.
+    pub http_addr: SocketAddr,
+    /// Raw TCP echo listener address (benchmarks), if any.
+    pub echo_addr: Option<SocketAddr>,
+    /// Driver sizes.
+    pub driver: DriverConfig,
+    /// Shard settings (its `core` is filled per shard).
+    pub shard: ShardConfig,
+    /// Messages per mailbox (per ordered pair of shards).
+    pub mailbox_capacity: usize,
+}
+
+/// Addresses the node listens on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BoundAddrs {
+    /// HTTP.
+    pub http: SocketAddr,
+    /// Echo, if enabled.
+    pub echo: Option<SocketAddr>,
+}
+
+/// Why a node could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The mailbox mesh could not be built.
+    #[error("mailboxes: {0}")]
+    Mailbox(#[from] MailboxError),
+    /// A shard's driver failed.
+    #[error("shard {shard}: {source}")]
+    Driver {
+        /// The shard.
+        shard: usize,
+        /// The driver error.
+        source: DriverError,
+    },
+    /// Pinning a shard thread to its core failed.
+    #[error("shard {shard}: pinning to core {core}: {source}")]
+    Pin {
+        /// The shard.
+        shard: usize,
+        /// The core.
+        core: usize,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A shard thread could not be spawned or panicked.
+    #[error("shard {0}: thread failed")]
+    Thread(usize),
+}
+
+/// A running node.
+pub struct Node {
+    stop: Arc<AtomicBool>,
+    wakers: Vec<Arc<dyn RemoteWaker>>,
+    threads: Vec<(usize, JoinHandle<Result<(), NodeError>>)>,
+    addrs: BoundAddrs,
+}
+
+/// Pin the calling thread to `core`.
+pub fn pin_current_thread(core: usize) -> std::io::Result<()> {
+    // SAFETY: cpu_set_t is plain data; zeroed is the empty set; CPU_SET bounds-checks the index
+    // against the set size (we check it too), and sched_setaffinity reads the set we pass.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if core >= libc::CPU_SETSIZE as usize {
+            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        libc::CPU_SET(core, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+type Ready = Result<(BoundAddrs, Arc<dyn RemoteWaker>), NodeError>;
+
+fn shard_main(
+    index: usize,
+    spec: NodeSpec,
+    mesh: Arc<Mesh<ShardMsg>>,
+    addrs: BoundAddrs,
+    stop: Arc<AtomicBool>,
+    ready: mpsc::Sender<Ready>,
+) -> Result<(), NodeError> {
+    let core = spec.cores.get(index).copied();
+    let setup = || -> Result<Shard<UringDriver, OpsApi>, NodeError> {
+        if let Some(core) = core {
+            pin_current_thread(core).map_err(|source| NodeError::Pin {
+                shard: index,
+                core,
+                source,
+            })?;
+        }
+        // The ring is created on the thread that uses it (SINGLE_ISSUER).
+        let driver = UringDriver::new(spec.driver).map_err(|source| NodeError::Driver {
+            shard: index,
+            source,
+        })?;
+        let ctx = ShardCtx::new(mesh.endpoint(index)?);
+        let mut cfg = spec.shard.clone();
+        cfg.core = core;
+        Ok(Shard::new(driver, ctx, OpsApi, cfg))
+    };
+    let mut shard = match setup() {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(NodeError::Thread(index)));
+            return Err(e);
+        }
+    };
+    let driver_err = |source| NodeError::Driver {
+        shard: index,
+        source,
+    };
+    let bound = (|| -> Result<BoundAddrs, DriverError> {
+        let http = shard.listen(addrs.http, Service::Http)?;
+        let echo = match addrs.echo {
+            Some(a) => Some(shard.listen(a, Service::Echo)?),
+            None => None,
+        };
+        Ok(BoundAddrs { http, echo })
+    })();
+    let bound = match bound {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = ready.send(Err(NodeError::Thread(index)));
+            return Err(driver_err(e));
+        }
+    };
+    let _ = ready.send(Ok((bound, shard.driver_remote_waker())));
+    drop(ready);
+    tracing::info!(shard = index, ?core, http = %bound.http, "shard running");
+    while !shard.is_stopped() {
+        if stop.load(Ordering::Acquire) && !shard.ctx.draining {
+            tracing::info!(shard = index, "draining");
+            shard.start_drain();
+        }
+        shard.turn(None).map_err(driver_err)?;
+    }
+    tracing::info!(shard = index, "stopped");
+    Ok(())
+}
+
+impl Node {
+    /// Start every shard; returns once all listen.
+    pub fn start(spec: NodeSpec) -> Result<Node, NodeError> {
+        let mesh = Mesh::<ShardMsg>::new(spec.shards, spec.mailbox_capacity)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::with_capacity(spec.shards);
+        let mut wakers = Vec::with_capacity(spec.shards);
+        let mut addrs = BoundAddrs {
+            http: spec.http_addr,
+            echo: spec.echo_addr,
+        };
+        let mut failure = None;
+        for index in 0..spec.shards {
+            let (tx, rx) = mpsc::channel();
+            let (spec2, mesh2, stop2) = (spec.clone(), Arc::clone(&mesh), Arc::clone(&stop));
+            let handle = std::thread::Builder::new()
+                .name(format!("shard-{index}"))
+                .spawn(move || shard_main(index, spec2, mesh2, addrs, stop2, tx))
+                .map_err(|_| NodeError::Thread(index))?;
+            match rx.recv() {
+                Ok(Ok((bound, waker))) => {
+                    // Later shards bind the concrete ports shard 0 got.
+                    addrs = bound;
+                    wakers.push(waker);
+                    threads.push((index, handle));
+                }
+                _ => {
+                    failure = Some(match handle.join() {
+                        Ok(Err(e)) => e,
+                        _ => NodeError::Thread(index),
+                    });
+                    break;
+                }
+            }
+        }
+        let node = Node {
+            stop,
+            wakers,
+            threads,
+            addrs,
+        };
+        if let Some(e) = failure {
+            node.stop();
+            let _ = node.join();
+            return Err(e);
+        }
+        Ok(node)
+    }
+
+    /// The bound addresses.
+    pub fn addrs(&self) -> BoundAddrs {
+        self.addrs
+    }
+
+    /// Ask every shard to drain and stop.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        for w in &self.wakers {
+            w.wake();
+        }
+    }
+
+    /// Whether any shard thread has exited.
+    pub fn any_finished(&self) -> bool {
+        self.threads.iter().any(|(_, h)| h.is_finished())
+    }
+
+    /// Wait for every shard to stop; the first error, if any.
+    pub fn join(self) -> Result<(), NodeError> {
+        let mut first = Ok(());
+        for (index, h) in self.threads {
+            let r = h.join().unwrap_or(Err(NodeError::Thread(index)));
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+}

@@ -1,0 +1,904 @@
+//! One shard: a single-threaded completion loop over a [`Driver`], owning its listeners and
+//! connections, its cross-shard context, and the services running on them (HTTP, echo).
+//!
+//! The same code runs on the io_uring driver in production and on the simulated driver in tests.
+//! A turn: run cross-shard tasks, expire timers, handle completions, flush queued sends, re-arm
+//! receives, then block in the driver until the next completion, wake-up or timer.
+//!
+//! Ownership rules that keep buffers safe: a connection slot is freed only after its close and
+//! every operation it had in flight have completed, so no completion ever refers to a reused slot
+//! (tokens also carry the slot generation). Each connection has at most one send in flight; what
+//! it produces meanwhile queues in a second pooled `SendBuf`.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::SocketAddr;
+
+use crate::buf::{Pool, SendBuf};
+use crate::ctx::{ConnRef, ShardCtx};
+use crate::driver::{
+    Completion, CompletionKind, Driver, DriverError, Errno, Op, RecvChunk, SocketId, TcpOptions,
+    Token, Wait,
+};
+use crate::http::{HttpLimits, Parsed, Response};
+use crate::metrics::ShardSnapshot;
+
+/// Longest a shard blocks in its driver with nothing to do (a safety net; wake-ups end it sooner).
+pub const IDLE_WAIT_NS_MAX: u64 = 1_000_000_000;
+/// Cross-shard tasks taken per source shard per turn.
+pub const TASKS_PER_SOURCE_PER_TURN: usize = 64;
+/// Idle `SendBuf`s a shard keeps for reuse.
+pub const SENDBUF_POOL_MAX: usize = 4096;
+/// Bytes an echo connection may have queued before its receive is paused (backpressure).
+pub const ECHO_QUEUE_BYTES_MAX: usize = 256 * 1024;
+/// Bytes an HTTP connection may hold of a partial request beyond the header and body limits.
+pub const HTTP_SLACK_BYTES: usize = 1024;
+
+/// What a listener's connections speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    /// HTTP/1.1: health, metrics, admin (and later the REST API and gateway upgrades).
+    Http,
+    /// Raw TCP echo, for benchmarking the loop itself.
+    Echo,
+}
+
+/// Per-shard settings, from the resolved config and hardware profile.
+#[derive(Clone, Debug)]
+pub struct ShardConfig {
+    /// Most connections open on this shard at once.
+    pub max_connections: u32,
+    /// HTTP request limits.
+    pub http: HttpLimits,
+    /// A request's headers must be complete this long after its first byte (or after accept).
+    pub http_header_timeout_ns: u64,
+    /// An idle keep-alive HTTP connection is closed after this long.
+    pub http_idle_timeout_ns: u64,
+    /// After drain starts, connections still open this long are closed.
+    pub drain_timeout_ns: u64,
+    /// Socket options for listeners.
+    pub tcp: TcpOptions,
+    /// The CPU core this shard is pinned to (reported in /admin/shards).
+    pub core: Option<usize>,
+}
+
+impl Default for ShardConfig {
+    fn default() -> Self {
+        ShardConfig {
+            max_connections: 20_000,
+            http: HttpLimits::default(),
+            http_header_timeout_ns: 10_000_000_000,
+            http_idle_timeout_ns: 120_000_000_000,
+            drain_timeout_ns: 10_000_000_000,
+            tcp: TcpOptions::default(),
+            core: None,
+        }
+    }
+}
+
+// Token layout: kind (8 bits) | generation (24 bits) | index (32 bits).
+const KIND_ACCEPT: u64 = 1;
+const KIND_RECV: u64 = 2;
+const KIND_SEND: u64 = 3;
+const KIND_CLOSE: u64 = 4;
+const KIND_CANCEL: u64 = 5;
+const KIND_LISTENER_CLOSE: u64 = 6;
+const GEN_MASK: u32 = 0x00ff_ffff;
+
+fn token(kind: u64, generation: u32, index: u32) -> Token {
+    (kind << 56) | (u64::from(generation & GEN_MASK) << 32) | u64::from(index)
+}
+
+fn untoken(t: Token) -> (u64, u32, u32) {
+    (t >> 56, ((t >> 32) as u32) & GEN_MASK, t as u32)
+}
+
+struct Listener {
+    socket: SocketId,
+    service: Service,
+    addr: SocketAddr,
+    armed: bool,
+    closed: bool,
+}
+
+#[derive(Debug)]
+struct Conn {
+    generation: u32,
+    socket: SocketId,
+    service: Service,
+    /// Listener index that accepted it (for nothing but /admin detail today).
+    recv_armed: bool,
+    /// The multishot receive must be re-armed at the end of this turn.
+    rearm: bool,
+    /// Receive paused for backpressure (queued output over its bound).
+    paused: bool,
+    /// Operations in flight (recv, send, cancel, close).
+    ops: u32,
+    inbuf: Vec<u8>,
+    queued: Option<SendBuf>,
+    send_in_flight: bool,
+    /// Close once queued output has been sent.
+    close_after_flush: bool,
+    /// Close submitted; the slot is freed when `ops` reaches zero.
+    closing: bool,
+    /// An HTTP response is being computed on other shards; later requests wait behind it.
+    http_waiting: bool,
+    /// The keep-alive decision for the response being computed.
+    http_keep_alive: bool,
+    deadline_ns: u64,
+}
+
+/// The outcome of routing one HTTP request.
+pub enum Routed {
+    /// Answer now.
+    Now(Response),
+    /// The answer will arrive through `ShardCtx::http_replies` for this connection.
+    Later,
+}
+
+/// Routes HTTP requests; implemented by the API layer so the shard stays independent of it.
+pub trait HttpHandler {
+    /// Handle `req` that arrived on `conn` of the shard whose context is `ctx`.
+    fn handle(&mut self, ctx: &mut ShardCtx, conn: ConnRef, req: &crate::http::Request) -> Routed;
+}
+
+/// A shard: its driver, listeners, connections and context.
+pub struct Shard<D: Driver, H: HttpHandler> {
+    /// Driver-independent state reachable from other shards.
+    pub ctx: ShardCtx,
+    driver: D,
+    handler: H,
+    cfg: ShardConfig,
+    listeners: Vec<Listener>,
+    conns: Vec<Option<Conn>>,
+    free: Vec<u32>,
+    next_generation: u32,
+    completions: Vec<Completion>,
+    sendbufs: Pool<SendBuf>,
+    timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
+    /// Connections with queued output or a pending re-arm, handled at the end of the turn.
+    dirty: Vec<u32>,
+    drain_started_ns: Option<u64>,
+    /// Listener closes submitted and not yet completed.
+    listener_closes: u32,
+    stopped: bool,
+}
+
+/// The live connection at `index` if its generation matches (a field-level borrow helper).
+fn slot(conns: &mut [Option<Conn>], index: u32, generation: u32) -> Option<&mut Conn> {
+    conns
+        .get_mut(index as usize)
+        .and_then(|c| c.as_mut())
+        .filter(|c| c.generation == generation)
+}
+
+fn new_sendbuf() -> SendBuf {
+    SendBuf::with_capacity(512)
+}
+
+impl<D: Driver, H: HttpHandler> Shard<D, H> {
+    /// A shard around its driver, context and HTTP handler.
+    pub fn new(driver: D, mut ctx: ShardCtx, handler: H, cfg: ShardConfig) -> Self {
+        ctx.mail.register_waker(driver.remote_waker());
+        ctx.core = cfg.core;
+        Shard {
+            ctx,
+            driver,
+            handler,
+            cfg,
+            listeners: Vec::new(),
+            conns: Vec::new(),
+            free: Vec::new(),
+            next_generation: 1,
+            completions: Vec::with_capacity(1024),
+            sendbufs: Pool::new(SENDBUF_POOL_MAX, new_sendbuf),
+            timers: BinaryHeap::new(),
+            dirty: Vec::new(),
+            drain_started_ns: None,
+            listener_closes: 0,
+            stopped: false,
+        }
+    }
+
+    /// Open a listener for `service` on `addr`; returns the bound address.
+    pub fn listen(
+        &mut self,
+        addr: SocketAddr,
+        service: Service,
+    ) -> Result<SocketAddr, DriverError> {
+        let (socket, bound) = self.driver.listen_tcp(addr, &self.cfg.tcp)?;
+        let index = self.listeners.len() as u32;
+        self.listeners.push(Listener {
+            socket,
+            service,
+            addr: bound,
+            armed: false,
+            closed: false,
+        });
+        self.arm_accept(index)?;
+        Ok(bound)
+    }
+
+    /// A handle that wakes this shard's driver from another thread.
+    pub fn driver_remote_waker(&self) -> std::sync::Arc<dyn crate::driver::RemoteWaker> {
+        self.driver.remote_waker()
+    }
+
+    /// The driver (tests inspect it).
+    pub fn driver(&self) -> &D {
+        &self.driver
+    }
+
+    /// The driver, mutably (the simulation's peers are driven through it).
+    pub fn driver_mut(&mut self) -> &mut D {
+        &mut self.driver
+    }
+
+    /// Bound addresses of the listeners, in the order opened.
+    pub fn listener_addrs(&self) -> Vec<(Service, SocketAddr)> {
+        self.listeners.iter().map(|l| (l.service, l.addr)).collect()
+    }
+
+    /// Whether the shard has finished draining and closed everything.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Open connections.
+    pub fn connection_count(&self) -> usize {
+        self.conns.iter().filter(|c| c.is_some()).count()
+    }
+
+    /// This shard's snapshot for /metrics and /admin/shards.
+    pub fn snapshot(&mut self) -> ShardSnapshot {
+        self.ctx.driver_stats = self.driver.stats();
+        self.ctx.snapshot()
+    }
+
+    fn arm_accept(&mut self, index: u32) -> Result<(), DriverError> {
+        let Some(l) = self.listeners.get_mut(index as usize) else {
+            return Ok(());
+        };
+        if l.armed || l.closed {
+            return Ok(());
+        }
+        l.armed = true;
+        self.driver.submit(
+            token(KIND_ACCEPT, 0, index),
+            Op::AcceptMulti { listener: l.socket },
+        )
+    }
+
+    /// Start draining: stop accepting, let open work finish, close the rest after the timeout.
+    pub fn start_drain(&mut self) {
+        if self.drain_started_ns.is_some() {
+            return;
+        }
+        self.ctx.draining = true;
+        self.drain_started_ns = Some(self.driver.now_ns());
+        for (i, l) in self.listeners.iter_mut().enumerate() {
+            if !l.closed {
+                l.closed = true;
+                if self
+                    .driver
+                    .submit(
+                        token(KIND_LISTENER_CLOSE, 0, i as u32),
+                        Op::Close { socket: l.socket },
+                    )
+                    .is_ok()
+                {
+                    self.listener_closes += 1;
+                }
+            }
+        }
+        // Close connections with nothing in progress now; busy ones close when they go idle.
+        for i in 0..self.conns.len() as u32 {
+            self.close_if_idle(i);
+        }
+    }
+
+    fn close_if_idle(&mut self, index: u32) {
+        let Some(c) = self.conns.get_mut(index as usize).and_then(|c| c.as_mut()) else {
+            return;
+        };
+        let busy = c.send_in_flight
+            || c.queued.as_ref().is_some_and(|q| !q.is_empty())
+            || c.http_waiting
+            || !c.inbuf.is_empty();
+        if !busy {
+            self.close_conn(index);
+        } else {
+            c.close_after_flush = true;
+        }
+    }
+
+    fn alloc_conn(&mut self, socket: SocketId, service: Service) -> u32 {
+        let generation = self.next_generation & GEN_MASK;
+        self.next_generation = self.next_generation.wrapping_add(1).max(1);
+        let conn = Conn {
+            generation,
+            socket,
+            service,
+            recv_armed: false,
+            rearm: false,
+            paused: false,
+            ops: 0,
+            inbuf: Vec::new(),
+            queued: None,
+            send_in_flight: false,
+            close_after_flush: false,
+            closing: false,
+            http_waiting: false,
+            http_keep_alive: true,
+            deadline_ns: 0,
+        };
+        match self.free.pop() {
+            Some(i) => {
+                self.conns[i as usize] = Some(conn);
+                i
+            }
+            None => {
+                self.conns.push(Some(conn));
+                (self.conns.len() - 1) as u32
+            }
+        }
+    }
+
+    fn conn_mut(&mut self, index: u32, generation: u32) -> Option<&mut Conn> {
+        slot(&mut self.conns, index, generation)
+    }
+
+    fn set_deadline(&mut self, index: u32, deadline_ns: u64) {
+        if let Some(c) = self.conns.get_mut(index as usize).and_then(|c| c.as_mut()) {
+            c.deadline_ns = deadline_ns;
+            if deadline_ns != 0 {
+                self.timers
+                    .push(Reverse((deadline_ns, index, c.generation)));
+            }
+        }
+    }
+
+    fn arm_recv(&mut self, index: u32) {
+        let Some(c) = self.conns.get_mut(index as usize).and_then(|c| c.as_mut()) else {
+            return;
+        };
+        if c.recv_armed || c.closing || c.paused {
+            return;
+        }
+        let t = token(KIND_RECV, c.generation, index);
+        let socket = c.socket;
+        match self.driver.submit(t, Op::RecvMulti { socket }) {
+            Ok(()) => {
+                c.recv_armed = true;
+                c.ops += 1;
+            }
+            Err(_) => self.close_conn(index),
+        }
+    }
+
+    fn close_conn(&mut self, index: u32) {
+        let Some(c) = self.conns.get_mut(index as usize).and_then(|c| c.as_mut()) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        c.closing = true;
+        c.deadline_ns = 0;
+        let t = token(KIND_CLOSE, c.generation, index);
+        let socket = c.socket;
+        if self.driver.submit(t, Op::Close { socket }).is_ok() {
+            c.ops += 1;
+        }
+        self.maybe_free(index);
+    }
+
+    fn maybe_free(&mut self, index: u32) {
+        let done = self
+            .conns
+            .get(index as usize)
+            .and_then(|c| c.as_ref())
+            .is_some_and(|c| c.closing && c.ops == 0);
+        if done && let Some(mut c) = self.conns.get_mut(index as usize).and_then(|c| c.take()) {
+            if let Some(mut q) = c.queued.take() {
+                q.clear();
+                self.sendbufs.give(q);
+            }
+            self.free.push(index);
+            self.ctx.stats.connections_open = self.ctx.stats.connections_open.saturating_sub(1);
+        }
+    }
+
+    fn queue_response(&mut self, index: u32, resp: &Response, keep_alive: bool, head: bool) {
+        let Some(c) = self.conns.get_mut(index as usize).and_then(|c| c.as_mut()) else {
+            return;
+        };
+        let q = c.queued.get_or_insert_with(|| self.sendbufs.take());
+        q.write_with(|v| resp.write_to(keep_alive, head, v));
+        if !keep_alive {
+            c.close_after_flush = true;
+        }
+        self.dirty.push(index);
+        self.ctx.stats.http_requests += 1;
+        if resp.status >= 400 && resp.status < 500 {
+            self.ctx.stats.http_errors += 1;
+        }
+    }
+
+    /// Submit queued output, re-arm receives, and close connections that asked for it.
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for &index in &dirty {
+            let Some(c) = self.conns.get_mut(index as usize).and_then(|c| c.as_mut()) else {
+                continue;
+            };
+            if c.closing {
+                continue;
+            }
+            if !c.send_in_flight
+                && c.queued.as_ref().is_some_and(|q| !q.is_empty())
+                && let Some(buf) = c.queued.take()
+            {
+                {
+                    let t = token(KIND_SEND, c.generation, index);
+                    let socket = c.socket;
+                    match self.driver.submit(t, Op::Send { socket, buf }) {
+                        Ok(()) => {
+                            c.send_in_flight = true;
+                            c.ops += 1;
+                        }
+                        Err(_) => {
+                            self.close_conn(index);
+                            continue;
+                        }
+                    }
+                }
+            }
+            let c = match self.conns.get_mut(index as usize).and_then(|c| c.as_mut()) {
+                Some(c) => c,
+                None => continue,
+            };
+            let queued = c.queued.as_ref().map_or(0, |q| q.remaining());
+            if c.paused && queued == 0 {
+                c.paused = false;
+                c.rearm = true;
+            }
+            if c.rearm {
+                c.rearm = false;
+                self.arm_recv(index);
+            }
+            let c = match self.conns.get_mut(index as usize).and_then(|c| c.as_mut()) {
+                Some(c) => c,
+                None => continue,
+            };
+            if c.close_after_flush && !c.send_in_flight && queued == 0 && !c.http_waiting {
+                self.close_conn(index);
+            }
+        }
+        dirty.clear();
+        self.dirty = dirty;
+    }
+
+    fn on_accept(
+        &mut self,
+        listener: u32,
+        result: Result<(SocketId, SocketAddr), Errno>,
+        more: bool,
+    ) {
+        let service = match self.listeners.get_mut(listener as usize) {
+            Some(l) => {
+                if !more {
+                    l.armed = false;
+                }
+                l.service
+            }
+            None => return,
+        };
+        match result {
+            Ok((socket, _peer)) => {
+                let open = self.conns.len() - self.free.len();
+                if self.ctx.draining || open as u32 >= self.cfg.max_connections {
+                    self.ctx.stats.connections_refused += 1;
+                    let _ = self
+                        .driver
+                        .submit(token(KIND_CLOSE, 0, u32::MAX), Op::Close { socket });
+                } else {
+                    let index = self.alloc_conn(socket, service);
+                    self.ctx.stats.connections_accepted += 1;
+                    self.ctx.stats.connections_open += 1;
+                    if service == Service::Http {
+                        let d = self.driver.now_ns() + self.cfg.http_header_timeout_ns;
+                        self.set_deadline(index, d);
+                    }
+                    self.arm_recv(index);
+                }
+            }
+            Err(_) => self.ctx.stats.socket_errors += 1,
+        }
+        if !more && !self.ctx.draining {
+            let _ = self.arm_accept(listener);
+        }
+    }
+
+    fn on_recv(
+        &mut self,
+        index: u32,
+        generation: u32,
+        result: Result<RecvChunk, Errno>,
+        more: bool,
+    ) {
+        let Some(c) = self.conn_mut(index, generation) else {
+            // A stale completion (slot reused) cannot happen because slots wait for their ops;
+            // still, never leak a buffer.
+            if let Ok(RecvChunk { buf: Some(b), .. }) = result {
+                self.driver.release_buf(b);
+            }
+            return;
+        };
+        if !more {
+            c.recv_armed = false;
+            c.ops -= 1;
+        }
+        let service = c.service;
+        let closing = c.closing;
+        match result {
+            Ok(RecvChunk { buf: Some(b), len }) => {
+                if !closing {
+                    // Copy out, release at once: provided buffers go back to the ring as soon as
+                    // possible so other connections can receive.
+                    match service {
+                        Service::Echo => {
+                            let data = self.driver.recv_buf(b, len);
+                            if let Some(c) = self.conns[index as usize].as_mut() {
+                                let q = c.queued.get_or_insert_with(|| self.sendbufs.take());
+                                q.push_bytes(data);
+                                if q.remaining() > ECHO_QUEUE_BYTES_MAX && c.recv_armed && !c.paused
+                                {
+                                    c.paused = true;
+                                    let _ = self.driver.submit(
+                                        token(KIND_CANCEL, c.generation, index),
+                                        Op::Cancel {
+                                            target: token(KIND_RECV, c.generation, index),
+                                        },
+                                    );
+                                    c.ops += 1;
+                                }
+                            }
+                            self.dirty.push(index);
+                        }
+                        Service::Http => {
+                            let data = self.driver.recv_buf(b, len);
+                            if let Some(c) = self.conns[index as usize].as_mut() {
+                                c.inbuf.extend_from_slice(data);
+                            }
+                        }
+                    }
+                }
+                self.driver.release_buf(b);
+                if service == Service::Http && !closing {
+                    self.process_http(index);
+                }
+            }
+            Ok(RecvChunk { buf: None, .. }) => {
+                // EOF: finish sending what is queued, then close.
+                if let Some(c) = self.conns[index as usize].as_mut() {
+                    c.close_after_flush = true;
+                    c.inbuf = Vec::new();
+                }
+                self.dirty.push(index);
+            }
+            Err(e) if e == Errno::NOBUFS => {
+                // Data stays in the socket; re-arm once this turn has released buffers.
+                self.ctx.stats.rearms += 1;
+                if let Some(c) = self.conns[index as usize].as_mut() {
+                    c.rearm = true;
+                }
+                self.dirty.push(index);
+            }
+            Err(e) if e == Errno::CANCELED => {
+                // Paused for backpressure, or closing.
+                self.dirty.push(index);
+            }
+            Err(_) => {
+                self.ctx.stats.socket_errors += 1;
+                self.close_conn(index);
+            }
+        }
+        if !more {
+            self.maybe_free(index);
+        }
+    }
+
+    fn process_http(&mut self, index: u32) {
+        loop {
+            let Some(c) = self.conns.get_mut(index as usize).and_then(|c| c.as_mut()) else {
+                return;
+            };
+            if c.http_waiting || c.closing || c.close_after_flush || c.inbuf.is_empty() {
+                break;
+            }
+            let generation = c.generation;
+            match crate::http::parse_request(&c.inbuf, &self.cfg.http) {
+                Ok(Parsed::Partial) => {
+                    if c.deadline_ns == 0 {
+                        let d = self.driver.now_ns() + self.cfg.http_header_timeout_ns;
+                        self.set_deadline(index, d);
+                    }
+                    break;
+                }
+                Ok(Parsed::Complete { request, consumed }) => {
+                    c.inbuf.drain(..consumed);
+                    if c.inbuf.is_empty() {
+                        // Idle connections hold no buffer.
+                        c.inbuf = Vec::new();
+                    }
+                    let keep_alive = request.keep_alive && !self.ctx.draining;
+                    let head = request.method == "HEAD";
+                    let conn = ConnRef { index, generation };
+                    match self.handler.handle(&mut self.ctx, conn, &request) {
+                        Routed::Now(resp) => self.queue_response(index, &resp, keep_alive, head),
+                        Routed::Later => {
+                            if let Some(c) = self.conns[index as usize].as_mut() {
+                                c.http_waiting = true;
+                                c.http_keep_alive = keep_alive;
+                            }
+                        }
+                    }
+                    let d = self.driver.now_ns() + self.cfg.http_idle_timeout_ns;
+                    self.set_deadline(index, d);
+                }
+                Err(e) => {
+                    c.inbuf = Vec::new();
+                    self.queue_response(index, &Response::for_error(e), false, false);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn deliver_http_replies(&mut self) {
+        let replies = std::mem::take(&mut self.ctx.http_replies);
+        for (conn, resp) in replies {
+            let Some(c) = self.conn_mut(conn.index, conn.generation) else {
+                continue;
+            };
+            if !c.http_waiting {
+                continue;
+            }
+            c.http_waiting = false;
+            let keep_alive = c.http_keep_alive && !self.ctx.draining;
+            self.queue_response(conn.index, &resp, keep_alive, false);
+            // Pipelined requests that waited behind this one.
+            self.process_http(conn.index);
+        }
+    }
+
+    fn on_send(
+        &mut self,
+        index: u32,
+        generation: u32,
+        result: Result<usize, Errno>,
+        mut buf: crate::buf::SendBuf,
+    ) {
+        let Some(c) = slot(&mut self.conns, index, generation) else {
+            buf.clear();
+            self.sendbufs.give(buf);
+            return;
+        };
+        c.ops -= 1;
+        c.send_in_flight = false;
+        match result {
+            Ok(n) => {
+                buf.advance(n);
+                if !buf.is_empty() && !c.closing {
+                    // Partial send: the rest goes first, ahead of anything queued since.
+                    let t = token(KIND_SEND, c.generation, index);
+                    let socket = c.socket;
+                    match self.driver.submit(t, Op::Send { socket, buf }) {
+                        Ok(()) => {
+                            c.send_in_flight = true;
+                            c.ops += 1;
+                        }
+                        Err(_) => self.close_conn(index),
+                    }
+                } else {
+                    buf.clear();
+                    self.sendbufs.give(buf);
+                    self.dirty.push(index);
+                }
+            }
+            Err(_) => {
+                buf.clear();
+                self.sendbufs.give(buf);
+                self.ctx.stats.socket_errors += 1;
+                self.close_conn(index);
+            }
+        }
+        self.maybe_free(index);
+        if self.ctx.draining {
+            self.close_if_idle(index);
+        }
+    }
+
+    fn on_completion(&mut self, c: Completion) {
+        let (kind, generation, index) = untoken(c.token);
+        match c.kind {
+            CompletionKind::Accept { result, more } => self.on_accept(index, result, more),
+            CompletionKind::Recv { result, more, .. } => {
+                self.on_recv(index, generation, result, more)
+            }
+            CompletionKind::Send { result, buf, .. } => {
+                self.on_send(index, generation, result, buf)
+            }
+            CompletionKind::Close { .. } if kind == KIND_CLOSE && index != u32::MAX => {
+                if let Some(c) = self.conn_mut(index, generation) {
+                    c.ops -= 1;
+                }
+                self.maybe_free(index);
+            }
+            CompletionKind::Close { .. } if kind == KIND_LISTENER_CLOSE => {
+                self.listener_closes = self.listener_closes.saturating_sub(1);
+            }
+            CompletionKind::Cancel { .. } if kind == KIND_CANCEL => {
+                if let Some(c) = self.conn_mut(index, generation) {
+                    c.ops -= 1;
+                }
+                self.maybe_free(index);
+            }
+            // Listener closes, refused-connection closes, and operations this shard does not
+            // issue (timeouts, files, UDP) carry nothing to do here.
+            CompletionKind::RecvFrom {
+                result: Ok((b, _, _)),
+                ..
+            } => self.driver.release_buf(b),
+            _ => {}
+        }
+    }
+
+    fn expire_timers(&mut self, now: u64) {
+        while let Some(Reverse((deadline, index, generation))) = self.timers.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(c) = slot(&mut self.conns, index, generation) else {
+                continue;
+            };
+            // Only the connection's current deadline counts (older heap entries are stale).
+            if c.deadline_ns != deadline || c.closing {
+                continue;
+            }
+            c.deadline_ns = 0;
+            if c.http_waiting || c.send_in_flight {
+                continue;
+            }
+            self.ctx.stats.timeouts += 1;
+            if !c.inbuf.is_empty() {
+                // Headers not complete in time.
+                c.inbuf = Vec::new();
+                self.queue_response(
+                    index,
+                    &Response::text(408, "request timeout\n"),
+                    false,
+                    false,
+                );
+            } else {
+                self.close_conn(index);
+            }
+        }
+    }
+
+    /// The earliest time this shard must run again for its own timers (HTTP deadlines, drain).
+    pub fn next_timer_ns(&mut self) -> Option<u64> {
+        let drain = self.drain_started_ns.map(|s| s + self.cfg.drain_timeout_ns);
+        self.next_deadline().into_iter().chain(drain).min()
+    }
+
+    fn next_deadline(&mut self) -> Option<u64> {
+        // Drop stale heap entries so the loop does not wake for nothing.
+        while let Some(Reverse((deadline, index, generation))) = self.timers.peek().copied() {
+            let live = self
+                .conns
+                .get(index as usize)
+                .and_then(|c| c.as_ref())
+                .is_some_and(|c| {
+                    c.generation == generation && c.deadline_ns == deadline && !c.closing
+                });
+            if live {
+                return Some(deadline);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    /// One turn of the loop, blocking at most until `wait_until_ns` (driver clock) when idle.
+    pub fn turn(&mut self, wait_until_ns: Option<u64>) -> Result<(), DriverError> {
+        self.ctx.run_incoming(TASKS_PER_SOURCE_PER_TURN);
+        self.deliver_http_replies();
+        if self.ctx.draining && self.drain_started_ns.is_none() {
+            self.start_drain();
+        }
+        let now = self.driver.now_ns();
+        self.expire_timers(now);
+        if let Some(start) = self.drain_started_ns
+            && now >= start + self.cfg.drain_timeout_ns
+        {
+            for i in 0..self.conns.len() as u32 {
+                self.close_conn(i);
+            }
+        }
+        self.flush_dirty();
+        self.ctx.flush_backlog();
+        self.ctx.mail.flush_wakeups();
+
+        let busy = !self.dirty.is_empty()
+            || !self.ctx.http_replies.is_empty()
+            || self.ctx.mail.depth() > 0
+            || self.ctx.backlog_len() > 0;
+        let wait = if busy {
+            Wait::Poll
+        } else {
+            let mut until = now + IDLE_WAIT_NS_MAX;
+            if let Some(d) = self.next_deadline() {
+                until = until.min(d);
+            }
+            if let Some(w) = wait_until_ns {
+                until = until.min(w);
+            }
+            if let Some(start) = self.drain_started_ns {
+                until = until.min(start + self.cfg.drain_timeout_ns);
+            }
+            Wait::Until(until)
+        };
+        let sleeping = matches!(wait, Wait::Until(_)) && self.ctx.mail.prepare_sleep();
+        let wait = if matches!(wait, Wait::Until(_)) && !sleeping {
+            Wait::Poll
+        } else {
+            wait
+        };
+        let mut completions = std::mem::take(&mut self.completions);
+        let r = self.driver.run(wait, &mut completions);
+        if sleeping {
+            self.ctx.mail.woke();
+        }
+        r?;
+        self.ctx.driver_stats = self.driver.stats();
+        for c in completions.drain(..) {
+            self.on_completion(c);
+        }
+        self.completions = completions;
+        self.flush_dirty();
+        if self.drain_started_ns.is_some()
+            && self.conns.iter().all(|c| c.is_none())
+            && self.listener_closes == 0
+            && self.ctx.backlog_len() == 0
+        {
+            self.stopped = true;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip() {
+        for (k, g, i) in [
+            (KIND_RECV, 5, 7),
+            (KIND_SEND, GEN_MASK, u32::MAX),
+            (KIND_ACCEPT, 0, 0),
+        ] {
+            assert_eq!(untoken(token(k, g, i)), (k, g, i));
+        }
+        assert_eq!(
+            untoken(token(KIND_CLOSE, GEN_MASK + 3, 1)).1,
+            2,
+            "generation wraps in 24 bits"
+        );
+    }
+}
