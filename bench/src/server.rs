@@ -199,17 +199,20 @@ impl Server {
                 fs::read_to_string(log).unwrap_or_default().trim()
             ),
         };
+        let mut last_error = String::from("no ready file");
         loop {
-            if let Ok(text) = fs::read_to_string(ready_file)
-                && let Ok(ready) = parse_ready(&text)
-            {
-                return Ok(ready);
+            if let Ok(text) = fs::read_to_string(ready_file) {
+                match parse_ready(&text) {
+                    Ok(ready) => return Ok(ready),
+                    // e.g. `"echo": null` from a hearth started without an echo listener.
+                    Err(e) => last_error = format!("{e} in {text:?}"),
+                }
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(fail(format!("exited early with {status}")));
             }
             if Instant::now() > deadline {
-                return Err(fail(format!("no ready file after {READY_TIMEOUT_S} s")));
+                return Err(fail(format!("{last_error} after {READY_TIMEOUT_S} s")));
             }
             thread::sleep(Duration::from_millis(20));
         }

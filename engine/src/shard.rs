@@ -515,6 +515,8 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
                     self.arm_recv(index);
                 }
             }
+            // A listener closed for drain ends its accept with CANCELED: not an error.
+            Err(e) if e == Errno::CANCELED => {}
             Err(_) => self.ctx.stats.socket_errors += 1,
         }
         if !more && !self.ctx.draining {
@@ -622,8 +624,10 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
             let generation = c.generation;
             match crate::http::parse_request(&c.inbuf, &self.cfg.http) {
                 Ok(Parsed::Partial) => {
-                    if c.deadline_ns == 0 {
-                        let d = self.driver.now_ns() + self.cfg.http_header_timeout_ns;
+                    // A request has started: its headers get the (shorter) header timeout, not
+                    // the keep-alive idle timeout that followed the previous response.
+                    let d = self.driver.now_ns() + self.cfg.http_header_timeout_ns;
+                    if c.deadline_ns == 0 || c.deadline_ns > d {
                         self.set_deadline(index, d);
                     }
                     break;
@@ -772,6 +776,9 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
             }
             c.deadline_ns = 0;
             if c.http_waiting || c.send_in_flight {
+                // Busy, not idle: look again after another idle period.
+                let d = now + self.cfg.http_idle_timeout_ns;
+                self.set_deadline(index, d);
                 continue;
             }
             self.ctx.stats.timeouts += 1;

@@ -77,6 +77,7 @@ fn start(shards: u32) -> Server {
 
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_nodelay(true).expect("nodelay");
     s.set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
     write!(

@@ -15,7 +15,19 @@ pub fn ratio(hearth: f64, peer: f64) -> Option<f64> {
 }
 
 fn fmt_ratio(r: Option<f64>) -> String {
-    r.map_or_else(|| "n/a".into(), |r| format!("{r:.2}×"))
+    // Small ratios keep two significant digits instead of rounding to 0.00.
+    r.map_or_else(
+        || "n/a".into(),
+        |r| {
+            if r >= 0.1 {
+                format!("{r:.2}×")
+            } else if r >= 0.01 {
+                format!("{r:.3}×")
+            } else {
+                format!("{r:.4}×")
+            }
+        },
+    )
 }
 
 fn stamp(out: &mut String, meta: &RunMeta) {
@@ -216,5 +228,7 @@ mod tests {
         assert_eq!(ratio(1.0, 0.0), None);
         assert_eq!(fmt_ratio(ratio(3.0, 2.0)), "1.50×");
         assert_eq!(fmt_ratio(None), "n/a");
+        assert_eq!(fmt_ratio(ratio(38.9, 12_304.4)), "0.0032×");
+        assert_eq!(fmt_ratio(ratio(1.0, 25.0)), "0.040×");
     }
 }

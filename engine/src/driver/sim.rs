@@ -10,7 +10,11 @@
 //! Time: the clock moves only inside `run(Wait::Until(d))` when nothing is ready to deliver: it
 //! jumps to the next event (network arrival, this shard's timer or completion), never past `d`.
 //! `Wait::Poll` never moves it, so a loop that only polls stands still; other shards' pending
-//! completions do not move it either (they wait for their own shard's `run`).
+//! completions do not move it either (they wait for their own shard's `run`). The clock is shared,
+//! so a `run` never looks at another shard's work: a multi-shard harness must bound each shard's
+//! wait by the minimum of every shard's [`SimDriver::next_deadline_ns`] (which is "now" while a
+//! shard has unstarted submissions or sockets the network changed) and the world's next event,
+//! recomputed before each shard's turn.
 //!
 //! Misuse is a bug in the code under test, so the simulation panics on it with the seed in the
 //! message (releasing a buffer not lent, a completion for an operation not in flight).
@@ -278,9 +282,25 @@ impl SimDriver {
         self.bufs.lent_count()
     }
 
-    /// The earliest time this shard has something of its own to deliver (a timer or a completion);
-    /// a multi-shard harness waits until the minimum of this over shards and the world's next event.
+    /// The earliest time this shard has something of its own to do: now if it has submissions not
+    /// yet handed to the simulated kernel or sockets whose state changed since its last run (both
+    /// only progress inside its own `run`), else its next timer or completion. A multi-shard
+    /// harness waits until the minimum of this over shards and the world's next event, so that no
+    /// shard moves the shared clock past work another shard has not started yet.
     pub fn next_deadline_ns(&self) -> Option<u64> {
+        let (now, dirty) = {
+            let w = self.world.inner.borrow();
+            let dirty = w.dirty.get(self.shard).is_some_and(|s| !s.is_empty());
+            (w.now_ns, dirty)
+        };
+        if !self.submitted.is_empty() || dirty {
+            return Some(now);
+        }
+        self.next_own_event_ns()
+    }
+
+    /// This shard's next timer or completion time.
+    fn next_own_event_ns(&self) -> Option<u64> {
         let timer = self.timers.peek().map(|Reverse((d, _))| *d);
         let ready = self.ready.peek().map(|Reverse(r)| r.at_ns);
         timer.into_iter().chain(ready).min()
@@ -1165,7 +1185,7 @@ impl Driver for SimDriver {
             let next = w
                 .next_event_ns()
                 .into_iter()
-                .chain(self.next_deadline_ns())
+                .chain(self.next_own_event_ns())
                 .min();
             let to = next.map_or(deadline, |t| t.min(deadline));
             w.now_ns = w.now_ns.max(to);

@@ -288,14 +288,20 @@ impl SimHarness {
         }
     }
 
-    /// One step of every shard, up to the earliest thing any of them or the network has to do.
-    fn step(&mut self) {
+    /// The earliest thing any shard or the network has to do (at most a second ahead): nothing
+    /// may move the shared clock past work some shard could already be doing.
+    fn next_event_ns(&mut self) -> u64 {
         let now = self.world.now_ns();
         let mut until = now + 1_000_000_000;
         if let Some(t) = self.world.next_event_ns() {
             until = until.min(t);
         }
         for s in &mut self.shards {
+            // Cross-shard work waiting for a shard is due now: on real cores it would run at once,
+            // in parallel with whatever the other shards do.
+            if s.ctx.mail.depth() > 0 || s.ctx.backlog_len() > 0 || !s.ctx.http_replies.is_empty() {
+                until = now;
+            }
             if let Some(t) = s.driver().next_deadline_ns() {
                 until = until.min(t);
             }
@@ -303,10 +309,18 @@ impl SimHarness {
                 until = until.min(t);
             }
         }
-        let until = until.max(now);
-        for s in &mut self.shards {
+        until.max(now)
+    }
+
+    /// One turn of every shard. The clock is shared, so the bound each shard may wait to is
+    /// computed just before its turn: a shard that turned earlier in this step may have submitted
+    /// work (or sent a segment) that must not be skipped over by a later shard moving the clock.
+    fn step(&mut self) {
+        for i in 0..self.shards.len() {
+            let until = self.next_event_ns();
             // Stopped shards still turn: their last closes complete here.
-            s.turn(Some(until))
+            self.shards[i]
+                .turn(Some(until))
                 .unwrap_or_else(|e| panic!("SEED={}: shard turn failed: {e}", self.seed));
         }
     }

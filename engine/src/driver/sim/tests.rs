@@ -770,3 +770,122 @@ fn connections_to_a_closed_listener_are_refused() {
     assert_eq!(d.open_sockets(), 0);
     d.leak_check().unwrap();
 }
+
+/// Regression: a shard with submissions not yet handed to the simulated kernel has work due now.
+/// `next_deadline_ns` used to report only timers and queued completions, so a multi-shard harness
+/// let another shard jump the shared clock to a far deadline (an HTTP header timeout) and a send
+/// submitted right after a request arrived completed hundreds of milliseconds late.
+#[test]
+fn unstarted_submissions_are_due_now_for_a_multi_shard_harness() {
+    let world = SimWorld::new(SimConfig::new(21));
+    let mut a = world.driver(small(4, 64));
+    let mut b = world.driver(small(4, 64));
+    let (_world, peer, sid) = accepted(&mut b);
+    let far_ns = world.now_ns() + 300_000_000;
+    a.submit(
+        9,
+        Op::Timeout {
+            deadline_ns: far_ns,
+        },
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    a.run(Wait::Poll, &mut out).unwrap();
+    assert_eq!(a.next_deadline_ns(), Some(far_ns));
+
+    b.submit(
+        2,
+        Op::Send {
+            socket: sid,
+            buf: send_buf(b"reply"),
+        },
+    )
+    .unwrap();
+    let now = world.now_ns();
+    assert_eq!(b.next_deadline_ns(), Some(now), "the send must start now");
+
+    // Step the shards the way a harness does: each waits at most until the earliest thing any
+    // shard or the network has to do.
+    let mut sent_at = None;
+    while sent_at.is_none() && world.now_ns() < far_ns {
+        let until = [
+            world.next_event_ns(),
+            a.next_deadline_ns(),
+            b.next_deadline_ns(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(far_ns);
+        a.run(Wait::Until(until), &mut out).unwrap();
+        out.clear();
+        let until = [
+            world.next_event_ns(),
+            a.next_deadline_ns(),
+            b.next_deadline_ns(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(far_ns);
+        b.run(Wait::Until(until), &mut out).unwrap();
+        for c in out.drain(..) {
+            if let CompletionKind::Send { result, .. } = c.kind {
+                assert_eq!(result, Ok(5));
+                sent_at = Some(world.now_ns());
+            }
+        }
+    }
+    let sent_at = sent_at.expect("send completed");
+    assert!(
+        sent_at < now + 1_000_000,
+        "send completed at {sent_at} ns, submitted at {now} ns"
+    );
+    let mut got = Vec::new();
+    world.advance_to(world.now_ns() + 1_000_000);
+    world.peer_recv(peer, &mut got);
+    assert_eq!(got, b"reply");
+}
+
+/// Regression: a socket whose state changed while another shard moved the clock (data arrived
+/// for it) is due now for its own shard, which only looks at it inside its own `run`.
+#[test]
+fn sockets_changed_by_the_network_are_due_now_for_their_shard() {
+    let world = SimWorld::new(SimConfig::new(22));
+    let mut a = world.driver(small(4, 64));
+    let mut b = world.driver(small(4, 64));
+    let (_world, peer, sid) = accepted(&mut b);
+    b.submit(3, Op::RecvMulti { socket: sid }).unwrap();
+    let mut out = Vec::new();
+    b.run(Wait::Poll, &mut out).unwrap();
+    assert!(out.is_empty());
+    assert_eq!(
+        b.next_deadline_ns(),
+        None,
+        "nothing to do before the peer sends"
+    );
+
+    world.peer_send(peer, b"request").unwrap();
+    let arrival = world.next_event_ns().expect("segment in flight");
+    // Shard A waits up to the segment's arrival and delivers it to the network on the way.
+    a.run(Wait::Until(arrival), &mut out).unwrap();
+    assert_eq!(world.now_ns(), arrival);
+    assert_eq!(
+        b.next_deadline_ns(),
+        Some(arrival),
+        "B must run before anyone moves the clock again"
+    );
+    b.run(Wait::Until(arrival + 10_000_000), &mut out).unwrap();
+    let Some(CompletionKind::Recv {
+        result: Ok(RecvChunk {
+            buf: Some(buf),
+            len,
+        }),
+        ..
+    }) = out.pop().map(|c| c.kind)
+    else {
+        panic!("no data");
+    };
+    assert_eq!(b.recv_buf(buf, len), b"request");
+    b.release_buf(buf);
+}
