@@ -8,7 +8,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-bench}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 TARGETS="${TARGETS:-hearth,monoio,glommio}"
 DURATION_S="${DURATION_S:-20}"
 WARMUP_S="${WARMUP_S:-5}"
