@@ -29,7 +29,7 @@ pub struct Machine {
 pub struct GitInfo {
     /// `git rev-parse HEAD`, or `unknown`.
     pub commit: String,
-    /// Whether `git status --porcelain` listed changes.
+    /// Whether tracked files differ from the commit (`git status --porcelain --untracked-files=no`).
     pub dirty: bool,
 }
 
@@ -138,7 +138,8 @@ impl GitInfo {
         };
         GitInfo {
             commit: run(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into()),
-            dirty: run(&["status", "--porcelain"]).is_none_or(|s| !s.is_empty()),
+            dirty: run(&["status", "--porcelain", "--untracked-files=no"])
+                .is_none_or(|s| !s.is_empty()),
         }
     }
 }
