@@ -27,6 +27,18 @@ fn drive_for(d: &mut SimDriver, delta_ns: u64) -> Vec<Completion> {
     drive(d, until)
 }
 
+/// How far a multi-shard harness lets the next shard wait: the earliest thing any shard or the
+/// network has to do, recomputed before each shard's turn.
+fn harness_bound(world: &SimWorld, shards: &[&SimDriver], far_ns: u64) -> u64 {
+    shards
+        .iter()
+        .map(|d| d.next_deadline_ns())
+        .chain(std::iter::once(world.next_event_ns()))
+        .flatten()
+        .min()
+        .unwrap_or(far_ns)
+}
+
 fn any_addr() -> SocketAddr {
     "0.0.0.0:9000".parse().unwrap()
 }
@@ -808,26 +820,10 @@ fn unstarted_submissions_are_due_now_for_a_multi_shard_harness() {
     // shard or the network has to do.
     let mut sent_at = None;
     while sent_at.is_none() && world.now_ns() < far_ns {
-        let until = [
-            world.next_event_ns(),
-            a.next_deadline_ns(),
-            b.next_deadline_ns(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(far_ns);
+        let until = harness_bound(&world, &[&a, &b], far_ns);
         a.run(Wait::Until(until), &mut out).unwrap();
         out.clear();
-        let until = [
-            world.next_event_ns(),
-            a.next_deadline_ns(),
-            b.next_deadline_ns(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(far_ns);
+        let until = harness_bound(&world, &[&a, &b], far_ns);
         b.run(Wait::Until(until), &mut out).unwrap();
         for c in out.drain(..) {
             if let CompletionKind::Send { result, .. } = c.kind {
