@@ -8,7 +8,11 @@
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 
+use gateway_core::gateway::GatewayConfig;
+
+use crate::app::AppState;
 use crate::driver::DriverStats;
+use crate::gateway::GatewayState;
 use crate::http::Response;
 use crate::mailbox::{Endpoint, Full};
 use crate::metrics::{ShardSnapshot, ShardStats};
@@ -30,6 +34,9 @@ pub struct ConnRef {
     /// Slot generation: a stale reference to a reused slot does not match.
     pub generation: u32,
 }
+
+/// Token key of a context nobody configured (unit tests); nodes always set their own.
+pub const UNCONFIGURED_TOKEN_SECRET: &[u8] = b"hearth-unconfigured-token-secret";
 
 /// Most replies a shard keeps waiting for room in a full mailbox; beyond it, `call` refuses work.
 pub const REPLY_BACKLOG_MAX: usize = 4096;
@@ -86,6 +93,14 @@ pub struct ShardCtx {
     pub draining: bool,
     /// HTTP responses produced by cross-shard work, for the connection layer to send.
     pub http_replies: Vec<(ConnRef, Response)>,
+    /// Gateway sessions living on this shard.
+    pub gw: GatewayState,
+    /// Users, guilds and the REST/control API state owned by this shard.
+    pub app: AppState,
+    /// Monotonic milliseconds (driver clock), updated every turn.
+    pub now_ms: u64,
+    /// Wall-clock Unix milliseconds, updated every turn (Snowflakes, timestamps).
+    pub wall_ms: u64,
     /// Messages that found their target's queue full; retried every turn, in order.
     backlog: VecDeque<(usize, ShardMsg)>,
     pending: HashMap<u64, Pending>,
@@ -95,6 +110,7 @@ pub struct ShardCtx {
 impl ShardCtx {
     /// A shard's context around its mailbox endpoint.
     pub fn new(mail: Endpoint<ShardMsg>) -> Self {
+        let me = mail.me();
         ShardCtx {
             id: mail.me(),
             mail,
@@ -103,6 +119,15 @@ impl ShardCtx {
             core: None,
             draining: false,
             http_replies: Vec::new(),
+            gw: GatewayState::new(
+                me,
+                GatewayConfig::new(UNCONFIGURED_TOKEN_SECRET),
+                String::from("ws://127.0.0.1"),
+                me as u64,
+            ),
+            app: AppState::new(0, me, String::from("ws://127.0.0.1")),
+            now_ms: 0,
+            wall_ms: 0,
             backlog: VecDeque::new(),
             pending: HashMap::new(),
             next_call_id: 0,
@@ -118,6 +143,8 @@ impl ShardCtx {
             mailbox_depth: self.mail.depth() as u64,
             wakeups: self.mail.wakeups_received(),
             driver: self.driver_stats,
+            gateway: self.gw.stats,
+            sessions: self.gw.session_count() as u64,
         }
     }
 

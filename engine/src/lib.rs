@@ -1,10 +1,12 @@
 //! Hearth's engine: one pinned io_uring loop per core, cross-shard mailboxes, HTTP and the binary.
 
 pub mod api;
+pub mod app;
 pub mod buf;
 pub mod config;
 pub mod ctx;
 pub mod driver;
+pub mod gateway;
 pub mod http;
 pub mod mailbox;
 pub mod metrics;

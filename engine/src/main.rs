@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use engine::config::{Cli, Command, LogFormat, ResolvedConfig, check_config};
-use engine::node::{Node, NodeSpec};
+use engine::node::{GatewaySpec, Node, NodeSpec};
 use engine::shard::ShardConfig;
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -26,7 +26,41 @@ fn ms_to_ns(ms: u32) -> u64 {
     u64::from(ms) * 1_000_000
 }
 
-fn node_spec(r: &ResolvedConfig) -> NodeSpec {
+/// File in the data directory holding the generated token secret (hex).
+const TOKEN_SECRET_FILE: &str = "token_secret";
+/// Bytes of a generated token secret.
+const TOKEN_SECRET_BYTES: usize = 32;
+
+/// The token secret: from the config, else the one generated for this data directory (created
+/// on first start, so tokens survive restarts).
+fn token_secret(r: &ResolvedConfig) -> Result<Vec<u8>, String> {
+    if let Some(s) = &r.config.secrets.token_secret {
+        return Ok(s.as_bytes().to_vec());
+    }
+    let path = r.config.storage.data_dir.join(TOKEN_SECRET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(hex) => engine::config::Secret::from_hex(hex.trim())
+            .map(|s| s.as_bytes().to_vec())
+            .map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; TOKEN_SECRET_BYTES];
+            // SAFETY: getrandom writes at most key.len() bytes into key.
+            let n = unsafe { libc::getrandom(key.as_mut_ptr().cast(), key.len(), 0) };
+            if n != key.len() as isize {
+                return Err("getrandom failed while generating the token secret".into());
+            }
+            let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, &hex)
+                .and_then(|()| std::fs::rename(&tmp, &path))
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            Ok(key.to_vec())
+        }
+        Err(e) => Err(format!("reading {}: {e}", path.display())),
+    }
+}
+
+fn node_spec(r: &ResolvedConfig, token_secret: Vec<u8>) -> NodeSpec {
     let limits = &r.config.limits;
     let p = &r.profile;
     let cores: Vec<usize> = if p.pin_threads {
@@ -51,8 +85,15 @@ fn node_spec(r: &ResolvedConfig) -> NodeSpec {
             drain_timeout_ns: ms_to_ns(limits.drain_timeout_ms),
             tcp: p.tcp_options(),
             core: None,
+            ws_message_bytes_max: gateway_core::limits::WS_MESSAGE_BYTES_MAX,
         },
         mailbox_capacity: p.mailbox_capacity as usize,
+        gateway: GatewaySpec {
+            token_secret,
+            url: r.config.listen.gateway_url.clone(),
+            worker_id: (r.config.node.worker_id % 32) as u8,
+            heartbeat_interval_ms: u64::from(limits.gateway_heartbeat_interval_ms),
+        },
     }
 }
 
@@ -85,7 +126,7 @@ fn run(r: ResolvedConfig) -> Result<(), String> {
     let data_dir = &r.config.storage.data_dir;
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("creating data dir {}: {e}", data_dir.display()))?;
-    let spec = node_spec(&r);
+    let spec = node_spec(&r, token_secret(&r)?);
     let drain_timeout = Duration::from_millis(u64::from(r.config.limits.drain_timeout_ms));
     let signals = block_signals();
     tracing::info!(

@@ -28,6 +28,8 @@ pub struct ShardStats {
     pub tasks_run: u64,
     /// Provided-buffer exhaustions that needed a re-arm.
     pub rearms: u64,
+    /// Gateway commands (presence, voice state, member requests) with no owner to route to yet.
+    pub gateway_commands_unrouted: u64,
 }
 
 /// One shard's snapshot as exported.
@@ -46,7 +48,14 @@ pub struct ShardSnapshot {
     /// Driver counters.
     #[serde(skip)]
     pub driver: DriverStats,
+    /// Gateway counters.
+    pub gateway: crate::gateway::GatewayStats,
+    /// Gateway sessions held (attached or resumable).
+    pub sessions: u64,
 }
+
+/// A named counter series: name, help text, and how to read it from a snapshot.
+type Series = (&'static str, &'static str, fn(&ShardSnapshot) -> u64);
 
 fn metric(
     out: &mut String,
@@ -192,6 +201,60 @@ pub fn render_prometheus(shards: &[ShardSnapshot], out: &mut String) {
         "Cross-shard tasks run.",
         shards,
         |s| s.stats.tasks_run,
+    );
+    metric(
+        out,
+        "gateway_sessions",
+        g,
+        "Gateway sessions held (attached or resumable).",
+        shards,
+        |s| s.sessions,
+    );
+    let gw: [Series; 7] = [
+        (
+            "gateway_sessions_opened_total",
+            "WebSocket upgrades accepted.",
+            |s| s.gateway.sessions_opened,
+        ),
+        (
+            "gateway_identifies_total",
+            "Identifies answered with READY.",
+            |s| s.gateway.identifies,
+        ),
+        ("gateway_resumes_total", "Resumes completed.", |s| {
+            s.gateway.resumes
+        }),
+        (
+            "gateway_resumes_refused_total",
+            "Resumes answered with op 9.",
+            |s| s.gateway.resumes_refused,
+        ),
+        (
+            "gateway_deliveries_total",
+            "Dispatches queued to sessions.",
+            |s| s.gateway.deliveries,
+        ),
+        (
+            "gateway_slow_consumers_total",
+            "Sessions disconnected for a full output queue.",
+            |s| s.gateway.slow_consumers,
+        ),
+        (
+            "gateway_sessions_expired_total",
+            "Detached sessions dropped after the resume window.",
+            |s| s.gateway.expired,
+        ),
+    ];
+    for (name, help, f) in gw {
+        metric(out, name, c, help, shards, f);
+    }
+    metric(
+        out,
+        "gateway_commands_unrouted_total",
+        c,
+        "Gateway commands with no owner to route to.",
+        shards,
+        |s| s.stats.gateway_commands_unrouted,
     );
 }
 

@@ -11,10 +11,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use crate::api::OpsApi;
+use crate::app::{App, AppState};
+use gateway_core::gateway::GatewayConfig;
+
 use crate::ctx::{ShardCtx, ShardMsg};
 use crate::driver::uring::UringDriver;
 use crate::driver::{DriverConfig, DriverError, RemoteWaker};
+use crate::gateway::GatewayState;
 use crate::mailbox::{MailboxError, Mesh};
 use crate::shard::{Service, Shard, ShardConfig};
 
@@ -35,6 +38,42 @@ pub struct NodeSpec {
     pub shard: ShardConfig,
     /// Messages per mailbox (per ordered pair of shards).
     pub mailbox_capacity: usize,
+    /// The gateway and the application layer.
+    pub gateway: GatewaySpec,
+}
+
+/// Gateway settings of a node.
+#[derive(Clone)]
+pub struct GatewaySpec {
+    /// HMAC key of session tokens (the same on every shard, so any shard verifies any token).
+    pub token_secret: Vec<u8>,
+    /// URL announced to clients; `None`: `ws://` plus the bound HTTP address.
+    pub url: Option<String>,
+    /// Node id in Snowflakes (below 32).
+    pub worker_id: u8,
+    /// Heartbeat interval announced in Hello.
+    pub heartbeat_interval_ms: u64,
+}
+
+impl std::fmt::Debug for GatewaySpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewaySpec")
+            .field("url", &self.url)
+            .field("worker_id", &self.worker_id)
+            .field("heartbeat_interval_ms", &self.heartbeat_interval_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for GatewaySpec {
+    fn default() -> Self {
+        GatewaySpec {
+            token_secret: crate::ctx::UNCONFIGURED_TOKEN_SECRET.to_vec(),
+            url: None,
+            worker_id: 0,
+            heartbeat_interval_ms: gateway_core::limits::HEARTBEAT_INTERVAL_MS,
+        }
+    }
 }
 
 /// Addresses the node listens on.
@@ -101,6 +140,20 @@ pub fn pin_current_thread(core: usize) -> std::io::Result<()> {
     Ok(())
 }
 
+/// 64 random bits from the kernel (session-id seeds; not a key).
+fn seed_from_os() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most b.len() bytes into b.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != b.len() as isize {
+        // Not a secret: fall back to the clock.
+        return std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    }
+    u64::from_le_bytes(b)
+}
+
 type Ready = Result<(BoundAddrs, Arc<dyn RemoteWaker>), NodeError>;
 
 fn shard_main(
@@ -112,7 +165,7 @@ fn shard_main(
     ready: mpsc::Sender<Ready>,
 ) -> Result<(), NodeError> {
     let core = spec.cores.get(index).copied();
-    let setup = || -> Result<Shard<UringDriver, OpsApi>, NodeError> {
+    let setup = || -> Result<Shard<UringDriver, App>, NodeError> {
         if let Some(core) = core {
             pin_current_thread(core).map_err(|source| NodeError::Pin {
                 shard: index,
@@ -128,7 +181,7 @@ fn shard_main(
         let ctx = ShardCtx::new(mesh.endpoint(index)?);
         let mut cfg = spec.shard.clone();
         cfg.core = core;
-        Ok(Shard::new(driver, ctx, OpsApi, cfg))
+        Ok(Shard::new(driver, ctx, App::default(), cfg))
     };
     let mut shard = match setup() {
         Ok(s) => s,
@@ -156,6 +209,16 @@ fn shard_main(
             return Err(driver_err(e));
         }
     };
+    let url = spec
+        .gateway
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("ws://{}", bound.http));
+    let mut gw_cfg = GatewayConfig::new(&spec.gateway.token_secret);
+    gw_cfg.heartbeat_interval_ms = spec.gateway.heartbeat_interval_ms;
+    let seed = seed_from_os() ^ index as u64;
+    shard.ctx.gw = GatewayState::new(index, gw_cfg, url.clone(), seed);
+    shard.ctx.app = AppState::new(spec.gateway.worker_id, index, url);
     let _ = ready.send(Ok((bound, shard.driver_remote_waker())));
     drop(ready);
     tracing::info!(shard = index, ?core, http = %bound.http, "shard running");

@@ -14,12 +14,16 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 
+use gateway_core::gateway::SessionEvent;
+use gateway_core::ws::{HandshakeStatus, WsCloseCode};
+
 use crate::buf::{Pool, SendBuf};
 use crate::ctx::{ConnRef, ShardCtx};
 use crate::driver::{
     Completion, CompletionKind, Driver, DriverError, Errno, Op, RecvChunk, SocketId, TcpOptions,
     Token, Wait,
 };
+use crate::gateway::SessionRef;
 use crate::http::{HttpLimits, Parsed, Response};
 use crate::metrics::ShardSnapshot;
 
@@ -33,6 +37,9 @@ pub const SENDBUF_POOL_MAX: usize = 4096;
 pub const ECHO_QUEUE_BYTES_MAX: usize = 256 * 1024;
 /// Bytes an HTTP connection may hold of a partial request beyond the header and body limits.
 pub const HTTP_SLACK_BYTES: usize = 1024;
+/// Bytes of control replies (pongs) a gateway connection may have queued; a client pinging
+/// faster than it reads is disconnected.
+pub const WS_CONTROL_QUEUE_BYTES_MAX: usize = 64 * 1024;
 
 /// What a listener's connections speak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +48,8 @@ pub enum Service {
     Http,
     /// Raw TCP echo, for benchmarking the loop itself.
     Echo,
+    /// A connection upgraded from HTTP to the WebSocket gateway (never a listener's service).
+    Gateway,
 }
 
 /// Per-shard settings, from the resolved config and hardware profile.
@@ -60,6 +69,8 @@ pub struct ShardConfig {
     pub tcp: TcpOptions,
     /// The CPU core this shard is pinned to (reported in /admin/shards).
     pub core: Option<usize>,
+    /// Largest WebSocket frame and message a gateway client may send.
+    pub ws_message_bytes_max: usize,
 }
 
 impl Default for ShardConfig {
@@ -72,6 +83,7 @@ impl Default for ShardConfig {
             drain_timeout_ns: 10_000_000_000,
             tcp: TcpOptions::default(),
             core: None,
+            ws_message_bytes_max: gateway_core::limits::WS_MESSAGE_BYTES_MAX,
         }
     }
 }
@@ -126,6 +138,8 @@ struct Conn {
     /// The keep-alive decision for the response being computed.
     http_keep_alive: bool,
     deadline_ns: u64,
+    /// The gateway session of an upgraded connection.
+    session: Option<SessionRef>,
 }
 
 /// The outcome of routing one HTTP request.
@@ -162,6 +176,14 @@ pub struct Shard<D: Driver, H: HttpHandler> {
     /// Listener closes submitted and not yet completed.
     listener_closes: u32,
     stopped: bool,
+    /// Received WebSocket bytes being decoded (reused; holds nothing between receives).
+    ws_scratch: Vec<u8>,
+    /// Control replies produced while decoding.
+    ws_ctrl: Vec<u8>,
+    /// Session events produced while decoding.
+    session_events: Vec<SessionEvent>,
+    /// Connections named by the gateway state this turn.
+    conn_scratch: Vec<ConnRef>,
 }
 
 /// The live connection at `index` if its generation matches (a field-level borrow helper).
@@ -197,6 +219,10 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
             drain_started_ns: None,
             listener_closes: 0,
             stopped: false,
+            ws_scratch: Vec::new(),
+            ws_ctrl: Vec::new(),
+            session_events: Vec::new(),
+            conn_scratch: Vec::new(),
         }
     }
 
@@ -291,6 +317,17 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
                 }
             }
         }
+        // Gateway clients get op 7 Reconnect and are closed once it is sent; they resume on
+        // another node or after the restart.
+        let mut conns = std::mem::take(&mut self.conn_scratch);
+        self.ctx.gw.reconnect_all(&mut conns);
+        for c in conns.drain(..) {
+            if let Some(conn) = slot(&mut self.conns, c.index, c.generation) {
+                conn.close_after_flush = true;
+                self.dirty.push(c.index);
+            }
+        }
+        self.conn_scratch = conns;
         // Close connections with nothing in progress now; busy ones close when they go idle.
         for i in 0..self.conns.len() as u32 {
             self.close_if_idle(i);
@@ -331,6 +368,7 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
             http_waiting: false,
             http_keep_alive: true,
             deadline_ns: 0,
+            session: None,
         };
         match self.free.pop() {
             Some(i) => {
@@ -385,6 +423,9 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
         }
         c.closing = true;
         c.deadline_ns = 0;
+        if let Some(r) = c.session.take() {
+            self.ctx.gw.detach(r, self.ctx.now_ms);
+        }
         let t = token(KIND_CLOSE, c.generation, index);
         let socket = c.socket;
         if self.driver.submit(t, Op::Close { socket }).is_ok() {
@@ -436,6 +477,23 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
             };
             if c.closing {
                 continue;
+            }
+            if c.service == Service::Gateway
+                && !c.send_in_flight
+                && let Some(r) = c.session
+            {
+                // Session frames move to the socket only when no send is in flight, so a slow
+                // reader's backlog stays in the session's bounded queue (overflow closes it).
+                let q = c.queued.get_or_insert_with(|| self.sendbufs.take());
+                let closed = self.ctx.gw.drain_output(r, |head, tail| {
+                    q.push_bytes(head);
+                    if !tail.is_empty() {
+                        q.push_shared(tail.clone());
+                    }
+                });
+                if closed {
+                    c.close_after_flush = true;
+                }
             }
             if !c.send_in_flight
                 && c.queued.as_ref().is_some_and(|q| !q.is_empty())
@@ -576,9 +634,23 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
                                 c.inbuf.extend_from_slice(data);
                             }
                         }
+                        Service::Gateway => {
+                            let data = self.driver.recv_buf(b, len);
+                            self.ws_scratch.clear();
+                            if let Some(c) = self.conns[index as usize].as_mut() {
+                                // A partial frame left by the last receive goes first; taking
+                                // the Vec frees it, so idle connections hold no buffer.
+                                let old = std::mem::take(&mut c.inbuf);
+                                self.ws_scratch.extend_from_slice(&old);
+                            }
+                            self.ws_scratch.extend_from_slice(data);
+                        }
                     }
                 }
                 self.driver.release_buf(b);
+                if service == Service::Gateway && !closing {
+                    self.process_ws(index);
+                }
                 if service == Service::Http && !closing {
                     self.process_http(index);
                 }
@@ -632,6 +704,10 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
                     }
                     break;
                 }
+                Ok(Parsed::Complete { request, consumed }) if request.upgrade_websocket => {
+                    self.upgrade(index, consumed);
+                    break;
+                }
                 Ok(Parsed::Complete { request, consumed }) => {
                     c.inbuf.drain(..consumed);
                     if c.inbuf.is_empty() {
@@ -660,6 +736,151 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
                 }
             }
         }
+    }
+
+    /// Switches HTTP connection `index` to the gateway after its upgrade request (the first
+    /// `consumed` bytes of its input), or answers the handshake error and closes.
+    fn upgrade(&mut self, index: u32, consumed: usize) {
+        let now_ms = self.ctx.now_ms;
+        let draining = self.ctx.draining;
+        let payload_max = self.cfg.ws_message_bytes_max;
+        let Some(c) = self.conns.get_mut(index as usize).and_then(|c| c.as_mut()) else {
+            return;
+        };
+        let head = c.inbuf.get(..consumed).unwrap_or_default();
+        let parsed = gateway_core::ws::parse_request(head);
+        let q = c.queued.get_or_insert_with(|| self.sendbufs.take());
+        self.dirty.push(index);
+        self.ctx.stats.http_requests += 1;
+        let request = match parsed {
+            Ok(HandshakeStatus::Complete { request, .. }) if !draining => request,
+            Ok(_) => {
+                // Draining (or a head httparse accepted and the handshake parser did not).
+                q.write_with(|v| Response::text(503, "draining\n").write_to(false, false, v));
+                c.close_after_flush = true;
+                c.inbuf = Vec::new();
+                return;
+            }
+            Err(e) => {
+                self.ctx.stats.http_errors += 1;
+                q.write_with(|v| gateway_core::ws::write_error_response(e, v));
+                c.close_after_flush = true;
+                c.inbuf = Vec::new();
+                return;
+            }
+        };
+        q.write_with(|v| gateway_core::ws::write_response(&request, v));
+        let rest = c.inbuf.split_off(consumed);
+        c.inbuf = Vec::new();
+        c.service = Service::Gateway;
+        let conn = ConnRef {
+            index,
+            generation: c.generation,
+        };
+        let r = self.ctx.gw.open(conn, &request.query, payload_max, now_ms);
+        if let Some(c) = self.conns.get_mut(index as usize).and_then(|c| c.as_mut()) {
+            c.session = Some(r);
+        }
+        self.arm_session_timer(index, r);
+        if !rest.is_empty() {
+            self.ws_scratch.clear();
+            self.ws_scratch.extend_from_slice(&rest);
+            self.process_ws(index);
+        }
+    }
+
+    /// Arms the connection's timer at the session's heartbeat deadline.
+    fn arm_session_timer(&mut self, index: u32, r: SessionRef) {
+        let deadline_ms = self
+            .ctx
+            .gw
+            .get_mut(r)
+            .and_then(|s| s.session.poll_timeout());
+        let now_ms = self.ctx.now_ms;
+        let now_ns = self.driver.now_ns();
+        let d = match deadline_ms {
+            Some(ms) => now_ns + ms.saturating_sub(now_ms) * 1_000_000,
+            None => 0,
+        };
+        self.set_deadline(index, d);
+    }
+
+    /// Decodes the gateway connection's received bytes (in `ws_scratch`) through its session.
+    fn process_ws(&mut self, index: u32) {
+        let Some(c) = self.conns.get_mut(index as usize).and_then(|c| c.as_mut()) else {
+            return;
+        };
+        let Some(r) = c.session else {
+            return;
+        };
+        let mut scratch = std::mem::take(&mut self.ws_scratch);
+        let mut events = std::mem::take(&mut self.session_events);
+        self.ws_ctrl.clear();
+        let outcome = self.ctx.gw.on_bytes(
+            r,
+            &mut scratch,
+            &mut self.ws_ctrl,
+            self.ctx.now_ms,
+            &mut events,
+        );
+        if let Some(c) = self.conns.get_mut(index as usize).and_then(|c| c.as_mut()) {
+            if let Some(left) = scratch.get(outcome.consumed..)
+                && !left.is_empty()
+                && !outcome.close
+            {
+                c.inbuf = left.to_vec();
+            }
+            if !self.ws_ctrl.is_empty() {
+                let q = c.queued.get_or_insert_with(|| self.sendbufs.take());
+                q.push_bytes(&self.ws_ctrl);
+                if q.remaining() > WS_CONTROL_QUEUE_BYTES_MAX {
+                    c.close_after_flush = true;
+                }
+            }
+            if outcome.close {
+                c.close_after_flush = true;
+            }
+        }
+        scratch.clear();
+        self.ws_scratch = scratch;
+        for ev in events.drain(..) {
+            crate::app::on_session_event(&mut self.ctx, r, ev);
+        }
+        self.session_events = events;
+        self.dirty.push(index);
+    }
+
+    /// Moves what the gateway state produced (session output, connections to close) to the
+    /// connection layer.
+    fn collect_gateway_work(&mut self) {
+        if !self.ctx.gw.has_work() {
+            return;
+        }
+        let mut conns = std::mem::take(&mut self.conn_scratch);
+        self.ctx.gw.take_dirty_conns(&mut conns);
+        for c in conns.drain(..) {
+            if slot(&mut self.conns, c.index, c.generation).is_some() {
+                self.dirty.push(c.index);
+            }
+        }
+        self.ctx.gw.take_kills(&mut conns);
+        for c in conns.drain(..) {
+            if let Some(conn) = slot(&mut self.conns, c.index, c.generation) {
+                // Its session now lives on another connection (resumed): say so and close.
+                conn.session = None;
+                let q = conn.queued.get_or_insert_with(|| self.sendbufs.take());
+                q.write_with(|v| {
+                    gateway_core::ws::write_close_frame(
+                        WsCloseCode(4000),
+                        "session resumed elsewhere",
+                        v,
+                    )
+                });
+                conn.close_after_flush = true;
+                self.dirty.push(c.index);
+            }
+        }
+        self.conn_scratch = conns;
     }
 
     fn deliver_http_replies(&mut self) {
@@ -775,6 +996,23 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
                 continue;
             }
             c.deadline_ns = 0;
+            if c.service == Service::Gateway {
+                match c.session {
+                    Some(r) => match self.ctx.gw.on_timer(r, self.ctx.now_ms) {
+                        Some(_) => self.arm_session_timer(index, r),
+                        // Zombie: the 4009 close frame is queued; flush it, then close.
+                        None => {
+                            self.ctx.stats.timeouts += 1;
+                            if let Some(c) = slot(&mut self.conns, index, generation) {
+                                c.close_after_flush = true;
+                            }
+                            self.dirty.push(index);
+                        }
+                    },
+                    None => self.close_conn(index),
+                }
+                continue;
+            }
             if c.http_waiting || c.send_in_flight {
                 // Busy, not idle: look again after another idle period.
                 let d = now + self.cfg.http_idle_timeout_ns;
@@ -823,13 +1061,17 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
 
     /// One turn of the loop, blocking at most until `wait_until_ns` (driver clock) when idle.
     pub fn turn(&mut self, wait_until_ns: Option<u64>) -> Result<(), DriverError> {
+        self.ctx.now_ms = self.driver.now_ns() / 1_000_000;
+        self.ctx.wall_ms = self.driver.wall_ms();
         self.ctx.run_incoming(TASKS_PER_SOURCE_PER_TURN);
+        self.ctx.gw.reap(self.ctx.now_ms);
         self.deliver_http_replies();
         if self.ctx.draining && self.drain_started_ns.is_none() {
             self.start_drain();
         }
         let now = self.driver.now_ns();
         self.expire_timers(now);
+        self.collect_gateway_work();
         if let Some(start) = self.drain_started_ns
             && now >= start + self.cfg.drain_timeout_ns
         {
@@ -842,6 +1084,7 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
         self.ctx.mail.flush_wakeups();
 
         let busy = !self.dirty.is_empty()
+            || self.ctx.gw.has_work()
             || !self.ctx.http_replies.is_empty()
             || self.ctx.mail.depth() > 0
             || self.ctx.backlog_len() > 0;
@@ -873,10 +1116,12 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
         }
         r?;
         self.ctx.driver_stats = self.driver.stats();
+        self.ctx.now_ms = self.driver.now_ns() / 1_000_000;
         for c in completions.drain(..) {
             self.on_completion(c);
         }
         self.completions = completions;
+        self.collect_gateway_work();
         self.flush_dirty();
         if self.drain_started_ns.is_some()
             && self.conns.iter().all(|c| c.is_none())

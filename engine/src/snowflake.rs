@@ -75,6 +75,17 @@ impl SnowflakeGen {
         })
     }
 
+    /// A generator for `worker` and `shard` reduced into their 5 bits (for ids that are already
+    /// bounded elsewhere, such as a shard index below `SHARDS_MAX`).
+    pub fn masked(worker: u8, shard: u8) -> Self {
+        SnowflakeGen {
+            node_bits: (u64::from(worker % WORKERS_MAX) << WORKER_SHIFT)
+                | (u64::from(shard % SHARDS_MAX) << SHARD_SHIFT),
+            last_ms: 0,
+            last_seq: None,
+        }
+    }
+
     /// The next id, given the wall clock in Unix milliseconds.
     ///
     /// Strictly greater than every id this generator returned before: a wall clock that steps

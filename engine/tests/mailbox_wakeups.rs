@@ -46,6 +46,7 @@ fn cross_shard_requests_wake_sleeping_shards() {
         },
         shard: ShardConfig::default(),
         mailbox_capacity: 16,
+        gateway: Default::default(),
     })
     .expect("node");
     let http = node.addrs().http;

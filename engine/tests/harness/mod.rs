@@ -139,6 +139,7 @@ impl UringHarness {
             driver: driver_config(),
             shard: shard_config(),
             mailbox_capacity: 64,
+            gateway: Default::default(),
         };
         let node = Node::start(spec).expect("node starts");
         let addrs = node.addrs();
@@ -158,7 +159,7 @@ impl Harness for UringHarness {
     }
     fn connect(&mut self, svc: Service) -> usize {
         let addr = match svc {
-            Service::Http => self.http,
+            Service::Http | Service::Gateway => self.http,
             Service::Echo => self.echo,
         };
         let s = TcpStream::connect(addr).expect("connect");
@@ -349,7 +350,7 @@ impl Harness for SimHarness {
         let (http, echo) = self.addrs[self.next_shard % SHARDS];
         self.next_shard += 1;
         let addr = match svc {
-            Service::Http => http,
+            Service::Http | Service::Gateway => http,
             Service::Echo => echo,
         };
         let p = self
