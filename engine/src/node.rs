@@ -53,6 +53,8 @@ pub struct GatewaySpec {
     pub worker_id: u8,
     /// Heartbeat interval announced in Hello.
     pub heartbeat_interval_ms: u64,
+    /// Extra time after a missed heartbeat before the session is closed as a zombie (4009).
+    pub heartbeat_grace_ms: u64,
 }
 
 impl std::fmt::Debug for GatewaySpec {
@@ -72,6 +74,7 @@ impl Default for GatewaySpec {
             url: None,
             worker_id: 0,
             heartbeat_interval_ms: gateway_core::limits::HEARTBEAT_INTERVAL_MS,
+            heartbeat_grace_ms: gateway_core::limits::HEARTBEAT_GRACE_MS,
         }
     }
 }
@@ -216,6 +219,7 @@ fn shard_main(
         .unwrap_or_else(|| format!("ws://{}", bound.http));
     let mut gw_cfg = GatewayConfig::new(&spec.gateway.token_secret);
     gw_cfg.heartbeat_interval_ms = spec.gateway.heartbeat_interval_ms;
+    gw_cfg.heartbeat_grace_ms = spec.gateway.heartbeat_grace_ms;
     let seed = seed_from_os() ^ index as u64;
     shard.ctx.gw = GatewayState::new(index, gw_cfg, url.clone(), seed);
     shard.ctx.app = AppState::new(spec.gateway.worker_id, index, url);

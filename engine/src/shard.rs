@@ -328,6 +328,9 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
             }
         }
         self.conn_scratch = conns;
+        // Put the Reconnects on the wire first, so those connections count as busy below.
+        self.collect_gateway_work();
+        self.flush_dirty();
         // Close connections with nothing in progress now; busy ones close when they go idle.
         for i in 0..self.conns.len() as u32 {
             self.close_if_idle(i);
