@@ -106,6 +106,11 @@ pub struct AppState {
     pub ids: SnowflakeGen,
     /// URL clients are told to open the gateway at.
     pub gateway_url: String,
+    /// Guilds this shard owns.
+    pub guilds: crate::guilds::Guilds,
+    /// Channel id -> guild id, for every guild of the node (each shard holds a copy, so a
+    /// request naming a channel finds the guild's owner without asking).
+    pub channel_guild: HashMap<u64, u64>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -123,6 +128,8 @@ impl AppState {
             users: HashMap::new(),
             ids: SnowflakeGen::masked(worker, (shard % 256) as u8),
             gateway_url,
+            guilds: Default::default(),
+            channel_guild: HashMap::new(),
         }
     }
 }
@@ -148,9 +155,13 @@ struct IdentityInfo {
 /// Handles what a session reported after reading a client message.
 pub fn on_session_event(ctx: &mut ShardCtx, r: SessionRef, ev: SessionEvent) {
     match ev {
-        SessionEvent::Identify { claims, identify } => {
-            identify_flow(ctx, r, claims, identify.intents)
-        }
+        SessionEvent::Identify { claims, identify } => identify_flow(
+            ctx,
+            r,
+            claims,
+            identify.intents,
+            identify.large_threshold.unwrap_or(50),
+        ),
         SessionEvent::Resume {
             claims,
             session_id,
@@ -167,7 +178,13 @@ pub fn on_session_event(ctx: &mut ShardCtx, r: SessionRef, ev: SessionEvent) {
     }
 }
 
-fn identify_flow(ctx: &mut ShardCtx, r: SessionRef, claims: TokenClaims, asked: u64) {
+fn identify_flow(
+    ctx: &mut ShardCtx,
+    r: SessionRef,
+    claims: TokenClaims,
+    asked: u64,
+    large_threshold: u32,
+) {
     let user_id = claims.user_id;
     let home = owner_shard(user_id, ctx.shards());
     let started = ctx.call(
@@ -183,14 +200,22 @@ fn identify_flow(ctx: &mut ShardCtx, r: SessionRef, claims: TokenClaims, asked: 
                 guilds: u.guilds.clone(),
             })
         },
-        move |c: &mut ShardCtx, info: Option<IdentityInfo>| finish_identify(c, r, asked, info),
+        move |c: &mut ShardCtx, info: Option<IdentityInfo>| {
+            finish_identify(c, r, asked, large_threshold, info)
+        },
     );
     if !started {
         close_session(ctx, r, CloseCode::UnknownError);
     }
 }
 
-fn finish_identify(ctx: &mut ShardCtx, r: SessionRef, asked: u64, info: Option<IdentityInfo>) {
+fn finish_identify(
+    ctx: &mut ShardCtx,
+    r: SessionRef,
+    asked: u64,
+    large_threshold: u32,
+    info: Option<IdentityInfo>,
+) {
     let Some(info) = info else {
         // A valid signature for a user that does not exist (deleted, or another node's key).
         close_session(ctx, r, CloseCode::AuthenticationFailed);
@@ -238,11 +263,14 @@ fn finish_identify(ctx: &mut ShardCtx, r: SessionRef, asked: u64, info: Option<I
         close_session(ctx, r, CloseCode::UnknownError);
         return;
     }
-    slot.guilds = guilds;
     ctx.gw.register_ready(r);
     ctx.gw.mark_dirty(r);
     ctx.gw.stats.identifies += 1;
     let user_id = info.user.id.0;
+    // Each guild follows as GUILD_CREATE from its owner shard (and subscribes the session).
+    for g in guilds {
+        crate::guilds::request_guild_create(ctx, r, g, user_id, large_threshold);
+    }
     let me = ctx.id;
     let home = owner_shard(user_id, ctx.shards());
     // The registry entry is advisory (user-targeted events); a full mailbox only delays it.
@@ -452,6 +480,39 @@ impl App {
         }
     }
 
+    fn disconnect(ctx: &mut ShardCtx, conn: ConnRef, req: &Request) -> Routed {
+        let user = serde_json::from_slice::<serde_json::Value>(&req.body)
+            .ok()
+            .and_then(|v| match &v["user_id"] {
+                serde_json::Value::String(s) => s.parse::<u64>().ok(),
+                serde_json::Value::Number(n) => n.as_u64(),
+                _ => None,
+            });
+        let Some(user) = user else {
+            return Routed::Now(json_error(
+                400,
+                50109,
+                "The request body contains invalid JSON.",
+            ));
+        };
+        let started = ctx.map_reduce(
+            move |c: &mut ShardCtx| c.gw.disconnect_user(user),
+            0usize,
+            |a, n| a + n,
+            move |c: &mut ShardCtx, total| {
+                c.http_replies.push((
+                    conn,
+                    Response::json(200, format!("{{\"disconnected\":{total}}}")),
+                ));
+            },
+        );
+        if started {
+            Routed::Later
+        } else {
+            Routed::Now(json_error(503, 0, "busy"))
+        }
+    }
+
     fn current_user(ctx: &mut ShardCtx, conn: ConnRef, req: &Request, app: bool) -> Routed {
         let Some(claims) = authenticate(ctx, req) else {
             return unauthorized();
@@ -520,6 +581,12 @@ fn application_json(u: &UserRecord) -> serde_json::Value {
     })
 }
 
+/// The path's segments between slashes (None for an empty or over-long path).
+fn segments(path: &str) -> Option<Vec<&str>> {
+    let v: Vec<&str> = path.trim_matches('/').split('/').collect();
+    (v.len() <= 8).then_some(v)
+}
+
 impl HttpHandler for App {
     fn handle(&mut self, ctx: &mut ShardCtx, conn: ConnRef, req: &Request) -> Routed {
         let path = req
@@ -550,6 +617,28 @@ impl HttpHandler for App {
                     })
                     .to_string(),
                 ))
+            }
+            ("POST", "/control/guilds") => crate::guilds::control_create_guild(ctx, conn, req),
+            ("POST", "/admin/disconnect") => Self::disconnect(ctx, conn, req),
+            ("POST", p)
+                if segments(p)
+                    .is_some_and(|s| matches!(s[..], ["control", "guilds", _, "members"])) =>
+            {
+                match segments(p).and_then(|s| s.get(2).and_then(|g| g.parse().ok())) {
+                    Some(g) => crate::guilds::control_add_member(ctx, conn, req, g),
+                    None => Routed::Now(json_error(404, 0, "404: Not Found")),
+                }
+            }
+            ("POST", p)
+                if segments(p).is_some_and(|s| matches!(s[..], ["guilds", _, "channels"])) =>
+            {
+                let Some(claims) = authenticate(ctx, req) else {
+                    return unauthorized();
+                };
+                match segments(p).and_then(|s| s.get(1).and_then(|g| g.parse().ok())) {
+                    Some(g) => crate::guilds::create_channel(ctx, conn, req, claims.user_id, g),
+                    None => Routed::Now(json_error(404, 0, "404: Not Found")),
+                }
             }
             ("GET", "/users/@me") => Self::current_user(ctx, conn, req, false),
             ("GET", "/oauth2/applications/@me") => Self::current_user(ctx, conn, req, true),

@@ -180,6 +180,17 @@ impl ShardCtx {
         full
     }
 
+    /// Run `f` on shard `target`, keeping it in order in the backlog when the mailbox is full
+    /// (for work that must not be lost, such as fan-out batches; the backlog is retried every
+    /// turn).
+    pub fn invoke_on_reliably(
+        &mut self,
+        target: usize,
+        f: impl FnOnce(&mut ShardCtx) + Send + 'static,
+    ) {
+        self.send_reliably(target, ShardMsg::Task(Box::new(f)));
+    }
+
     /// Send a reply home even when the queue is momentarily full (kept in order in the backlog).
     fn send_reliably(&mut self, target: usize, msg: ShardMsg) {
         if !self.backlog.is_empty() {

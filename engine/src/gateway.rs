@@ -114,6 +114,7 @@ pub struct GatewayState {
     by_guild: HashMap<u64, Vec<u32>>,
     dirty: Vec<u32>,
     kill: Vec<ConnRef>,
+    drop_conns: Vec<ConnRef>,
     rng: ChaCha8Rng,
     next_reap_ms: u64,
 }
@@ -155,6 +156,7 @@ impl GatewayState {
             by_guild: HashMap::new(),
             dirty: Vec::new(),
             kill: Vec::new(),
+            drop_conns: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(seed ^ (shard as u64).rotate_left(32)),
             next_reap_ms: 0,
         }
@@ -249,6 +251,39 @@ impl GatewayState {
         self.dirty.clear();
     }
 
+    /// The Ready (or resumable) session with this id on this shard.
+    pub fn find_by_id(&self, id: &str) -> Option<SessionRef> {
+        let index = *self.by_id.get(&id_key(id)?)?;
+        let slot = self.slots.get(index as usize)?.as_ref()?;
+        Some(SessionRef {
+            index,
+            generation: slot.generation,
+        })
+    }
+
+    /// Drops the connections of `user`'s sessions without a close frame, as a network failure
+    /// would (operators and tests); the sessions stay resumable. Returns how many.
+    pub fn disconnect_user(&mut self, user: u64) -> usize {
+        let Some(list) = self.by_user.get(&user) else {
+            return 0;
+        };
+        let mut n = 0;
+        for &i in list {
+            if let Some(Some(s)) = self.slots.get(i as usize)
+                && let Some(c) = s.conn
+            {
+                self.drop_conns.push(c);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Connections to close at once, without a close frame.
+    pub fn take_drops(&mut self, out: &mut Vec<ConnRef>) {
+        out.append(&mut self.drop_conns);
+    }
+
     /// Connections whose session was taken away (resumed elsewhere): close them.
     pub fn take_kills(&mut self, out: &mut Vec<ConnRef>) {
         out.append(&mut self.kill);
@@ -256,7 +291,7 @@ impl GatewayState {
 
     /// Whether anything waits for the connection layer.
     pub fn has_work(&self) -> bool {
-        !self.dirty.is_empty() || !self.kill.is_empty()
+        !self.dirty.is_empty() || !self.kill.is_empty() || !self.drop_conns.is_empty()
     }
 
     /// Feeds received bytes of the connection of `r` through its decoder and session. Control

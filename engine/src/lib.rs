@@ -7,6 +7,7 @@ pub mod config;
 pub mod ctx;
 pub mod driver;
 pub mod gateway;
+pub mod guilds;
 pub mod http;
 pub mod mailbox;
 pub mod metrics;

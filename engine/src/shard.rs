@@ -883,6 +883,12 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
                 self.dirty.push(c.index);
             }
         }
+        self.ctx.gw.take_drops(&mut conns);
+        for c in conns.drain(..) {
+            if slot(&mut self.conns, c.index, c.generation).is_some() {
+                self.close_conn(c.index);
+            }
+        }
         self.conn_scratch = conns;
     }
 

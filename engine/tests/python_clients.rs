@@ -108,3 +108,9 @@ fn python_websockets_client_speaks_to_the_gateway() {
     let server = Server::start("ws");
     run_script("websockets_client.py", &server);
 }
+
+#[test]
+fn discordpy_bot_reaches_ready_with_its_guild_and_resumes_after_a_forced_disconnect() {
+    let server = Server::start("dpy");
+    run_script("discordpy_bot.py", &server);
+}

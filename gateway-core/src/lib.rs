@@ -6,6 +6,7 @@
 
 pub mod base64;
 pub mod gateway;
+pub mod guild;
 pub mod limits;
 pub mod token;
 pub mod ws;
