@@ -108,6 +108,8 @@ pub struct AppState {
     pub gateway_url: String,
     /// Guilds this shard owns.
     pub guilds: crate::guilds::Guilds,
+    /// This shard's message store and the requests waiting on it.
+    pub messages: crate::messages::Messages,
     /// Channel id -> guild id, for every guild of the node (each shard holds a copy, so a
     /// request naming a channel finds the guild's owner without asking).
     pub channel_guild: HashMap<u64, u64>,
@@ -129,6 +131,7 @@ impl AppState {
             ids: SnowflakeGen::masked(worker, (shard % 256) as u8),
             gateway_url,
             guilds: Default::default(),
+            messages: Default::default(),
             channel_guild: HashMap::new(),
         }
     }
@@ -480,6 +483,37 @@ impl App {
         }
     }
 
+    fn channel_route(
+        ctx: &mut ShardCtx,
+        conn: ConnRef,
+        req: &Request,
+        method: &str,
+        path: &str,
+    ) -> Routed {
+        let Some(segs) = segments(path) else {
+            return Routed::Now(json_error(404, 0, "404: Not Found"));
+        };
+        let id = |i: usize| segs.get(i).and_then(|s| s.parse::<u64>().ok());
+        let Some(c) = id(1) else {
+            return Routed::Now(json_error(404, 0, "404: Not Found"));
+        };
+        let Some(claims) = authenticate(ctx, req) else {
+            return unauthorized();
+        };
+        let actor = claims.user_id;
+        match (method, segs.get(2).copied(), segs.len()) {
+            ("POST", Some("messages"), 3) => crate::messages::create(ctx, conn, req, actor, c),
+            ("GET", Some("messages"), 3) => crate::messages::history(ctx, conn, req, actor, c),
+            (m, Some("messages"), 4) => match (m, id(3)) {
+                ("GET", Some(mid)) => crate::messages::get_one(ctx, conn, actor, c, mid),
+                ("PATCH", Some(mid)) => crate::messages::edit(ctx, conn, req, actor, c, mid),
+                ("DELETE", Some(mid)) => crate::messages::delete(ctx, conn, actor, c, mid),
+                _ => Routed::Now(json_error(404, 0, "404: Not Found")),
+            },
+            _ => Routed::Now(json_error(404, 0, "404: Not Found")),
+        }
+    }
+
     fn disconnect(ctx: &mut ShardCtx, conn: ConnRef, req: &Request) -> Routed {
         let user = serde_json::from_slice::<serde_json::Value>(&req.body)
             .ok()
@@ -640,6 +674,8 @@ impl HttpHandler for App {
                     None => Routed::Now(json_error(404, 0, "404: Not Found")),
                 }
             }
+            (m, p) if p.starts_with("/channels/") => Self::channel_route(ctx, conn, req, m, p),
+            ("GET", "/openapi.json") => Routed::Now(Response::json(200, crate::rest::OPENAPI_JSON)),
             ("GET", "/users/@me") => Self::current_user(ctx, conn, req, false),
             ("GET", "/oauth2/applications/@me") => Self::current_user(ctx, conn, req, true),
             _ => self.ops.handle(ctx, conn, req),

@@ -88,6 +88,7 @@ fn node_spec(r: &ResolvedConfig, token_secret: Vec<u8>) -> NodeSpec {
             ws_message_bytes_max: gateway_core::limits::WS_MESSAGE_BYTES_MAX,
         },
         mailbox_capacity: p.mailbox_capacity as usize,
+        data_dir: Some(r.config.storage.data_dir.clone()),
         gateway: GatewaySpec {
             token_secret,
             url: r.config.listen.gateway_url.clone(),

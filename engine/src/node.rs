@@ -19,7 +19,8 @@ use crate::driver::uring::UringDriver;
 use crate::driver::{DriverConfig, DriverError, RemoteWaker};
 use crate::gateway::GatewayState;
 use crate::mailbox::{MailboxError, Mesh};
-use crate::shard::{Service, Shard, ShardConfig};
+use crate::shard::{STORE_TOKEN_KIND, Service, Shard, ShardConfig};
+use crate::store_io::{FsDir, StoreIo};
 
 /// What a node is started with (resolved from the config file, profile and flags).
 #[derive(Clone, Debug)]
@@ -40,6 +41,9 @@ pub struct NodeSpec {
     pub mailbox_capacity: usize,
     /// The gateway and the application layer.
     pub gateway: GatewaySpec,
+    /// Where each shard keeps its message store (`<dir>/shard-<i>`); None: no store (REST
+    /// message routes answer 503).
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// Gateway settings of a node.
@@ -223,6 +227,20 @@ fn shard_main(
     let seed = seed_from_os() ^ index as u64;
     shard.ctx.gw = GatewayState::new(index, gw_cfg, url.clone(), seed);
     shard.ctx.app = AppState::new(spec.gateway.worker_id, index, url);
+    if let Some(dir) = &spec.data_dir {
+        let dir = dir.join(format!("shard-{index}"));
+        match FsDir::new(&dir) {
+            Ok(fs) => shard.attach_store(
+                StoreIo::new(fs, STORE_TOKEN_KIND),
+                msgstore::Store::new(msgstore::Config::default()),
+            ),
+            Err(e) => {
+                tracing::error!(shard = index, dir = %dir.display(), error = %e, "message store");
+                let _ = ready.send(Err(NodeError::Thread(index)));
+                return Err(NodeError::Thread(index));
+            }
+        }
+    }
     let _ = ready.send(Ok((bound, shard.driver_remote_waker())));
     drop(ready);
     tracing::info!(shard = index, ?core, http = %bound.http, "shard running");

@@ -26,6 +26,7 @@ use crate::driver::{
 use crate::gateway::SessionRef;
 use crate::http::{HttpLimits, Parsed, Response};
 use crate::metrics::ShardSnapshot;
+use crate::store_io::{FsDir, StoreIo};
 
 /// Longest a shard blocks in its driver with nothing to do (a safety net; wake-ups end it sooner).
 pub const IDLE_WAIT_NS_MAX: u64 = 1_000_000_000;
@@ -184,7 +185,14 @@ pub struct Shard<D: Driver, H: HttpHandler> {
     session_events: Vec<SessionEvent>,
     /// Connections named by the gateway state this turn.
     conn_scratch: Vec<ConnRef>,
+    /// Runs this shard's message store on the driver, when it has one.
+    store_io: Option<StoreIo<FsDir>>,
+    /// Store events taken this turn.
+    store_events: Vec<msgstore::Event>,
 }
+
+/// Top 8 bits of the tokens of message-store operations (the shard's own kinds are below).
+pub const STORE_TOKEN_KIND: u8 = 0x40;
 
 /// The live connection at `index` if its generation matches (a field-level borrow helper).
 fn slot(conns: &mut [Option<Conn>], index: u32, generation: u32) -> Option<&mut Conn> {
@@ -223,6 +231,45 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
             ws_ctrl: Vec::new(),
             session_events: Vec::new(),
             conn_scratch: Vec::new(),
+            store_io: None,
+            store_events: Vec::new(),
+        }
+    }
+
+    /// Gives the shard its message store (opened here: recovery runs on the loop).
+    pub fn attach_store(&mut self, io: StoreIo<FsDir>, mut store: msgstore::Store) {
+        store.open();
+        self.ctx.app.messages.store = Some(store);
+        self.store_io = Some(io);
+    }
+
+    /// Hands the store's events to the message layer, then its requests to the driver.
+    fn pump_store(&mut self, submit: bool) {
+        let Some(store) = self.ctx.app.messages.store.as_mut() else {
+            return;
+        };
+        store.set_now(self.ctx.wall_ms);
+        let mut events = std::mem::take(&mut self.store_events);
+        while let Some(ev) = store.poll_event() {
+            events.push(ev);
+        }
+        for ev in events.drain(..) {
+            crate::messages::on_store_event(&mut self.ctx, ev);
+        }
+        self.store_events = events;
+        if submit
+            && let (Some(io), Some(store)) =
+                (self.store_io.as_mut(), self.ctx.app.messages.store.as_mut())
+        {
+            io.submit(store, &mut self.driver);
+        }
+    }
+
+    /// Whether the store has work it can start without waiting for a completion.
+    fn store_busy(&self) -> bool {
+        match (&self.store_io, &self.ctx.app.messages.store) {
+            (Some(io), Some(store)) => io.in_flight() == 0 && !store.is_idle(),
+            _ => false,
         }
     }
 
@@ -1089,10 +1136,15 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
             }
         }
         self.flush_dirty();
+        // Every append of this turn goes out as one group commit.
+        self.pump_store(true);
+        self.collect_gateway_work();
+        self.flush_dirty();
         self.ctx.flush_backlog();
         self.ctx.mail.flush_wakeups();
 
         let busy = !self.dirty.is_empty()
+            || self.store_busy()
             || self.ctx.gw.has_work()
             || !self.ctx.http_replies.is_empty()
             || self.ctx.mail.depth() > 0
@@ -1127,9 +1179,18 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
         self.ctx.driver_stats = self.driver.stats();
         self.ctx.now_ms = self.driver.now_ns() / 1_000_000;
         for c in completions.drain(..) {
+            if let Some(io) = self.store_io.as_mut()
+                && io.owns(c.token)
+            {
+                if let Some(store) = self.ctx.app.messages.store.as_mut() {
+                    io.on_completion(store, c);
+                }
+                continue;
+            }
             self.on_completion(c);
         }
         self.completions = completions;
+        self.pump_store(false);
         self.collect_gateway_work();
         self.flush_dirty();
         if self.drain_started_ns.is_some()

@@ -30,6 +30,7 @@ fn start(heartbeat_interval_ms: u64, grace_ms: u64) -> Node {
         },
         shard: ShardConfig::default(),
         mailbox_capacity: 64,
+        data_dir: None,
         gateway: GatewaySpec {
             token_secret: SECRET.to_vec(),
             url: None,

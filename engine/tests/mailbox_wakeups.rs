@@ -47,6 +47,7 @@ fn cross_shard_requests_wake_sleeping_shards() {
         shard: ShardConfig::default(),
         mailbox_capacity: 16,
         gateway: Default::default(),
+        data_dir: None,
     })
     .expect("node");
     let http = node.addrs().http;

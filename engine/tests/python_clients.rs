@@ -114,3 +114,9 @@ fn discordpy_bot_reaches_ready_with_its_guild_and_resumes_after_a_forced_disconn
     let server = Server::start("dpy");
     run_script("discordpy_bot.py", &server);
 }
+
+#[test]
+fn discordpy_messages_send_history_edit_delete_and_resume() {
+    let server = Server::start("dpy-msg");
+    run_script("discordpy_messages.py", &server);
+}

@@ -140,6 +140,7 @@ impl UringHarness {
             shard: shard_config(),
             mailbox_capacity: 64,
             gateway: Default::default(),
+            data_dir: None,
         };
         let node = Node::start(spec).expect("node starts");
         let addrs = node.addrs();
