@@ -34,6 +34,8 @@ pub struct GuildEntry {
     pub guild: Guild,
     /// Bit `s` set: shard `s` has (or had) sessions receiving this guild's events.
     pub session_shards: u64,
+    /// Presence layer state of this guild (owned by `presence.rs`).
+    pub presence: crate::presence::GuildPresence,
 }
 
 /// The guilds this shard owns.
@@ -247,6 +249,7 @@ pub fn control_create_guild(ctx: &mut ShardCtx, conn: ConnRef, req: &Request) ->
                         GuildEntry {
                             guild,
                             session_shards: 0,
+                            presence: Default::default(),
                         },
                     );
                     Ok((json, channels))

@@ -13,6 +13,7 @@ pub mod mailbox;
 pub mod messages;
 pub mod metrics;
 pub mod node;
+pub mod presence;
 pub mod profile;
 pub mod rest;
 pub mod shard;
