@@ -172,12 +172,10 @@ pub fn on_session_event(ctx: &mut ShardCtx, r: SessionRef, ev: SessionEvent) {
         } => resume_flow(ctx, r, claims, session_id, seq),
         // Closes are already queued by the session; the connection layer flushes and shuts.
         SessionEvent::Close { .. } => ctx.gw.mark_dirty(r),
-        // Presence, voice state and member requests belong to the guild and voice layers; until
-        // a guild has an owner that answers them they are accepted and counted.
-        SessionEvent::PresenceUpdate(_)
-        | SessionEvent::VoiceStateUpdate(_)
-        | SessionEvent::RequestGuildMembers(_)
-        | SessionEvent::LazyRequest(_) => ctx.stats.gateway_commands_unrouted += 1,
+        SessionEvent::PresenceUpdate(p) => crate::presence::on_presence_update(ctx, r, *p),
+        SessionEvent::RequestGuildMembers(q) => crate::presence::on_request_members(ctx, r, *q),
+        SessionEvent::LazyRequest(q) => crate::presence::on_lazy_request(ctx, r, *q),
+        SessionEvent::VoiceStateUpdate(v) => crate::voice::on_voice_state_update(ctx, r, v),
     }
 }
 

@@ -19,3 +19,4 @@ pub mod rest;
 pub mod shard;
 pub mod snowflake;
 pub mod store_io;
+pub mod voice;
