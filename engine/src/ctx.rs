@@ -97,6 +97,8 @@ pub struct ShardCtx {
     pub gw: GatewayState,
     /// Users, guilds and the REST/control API state owned by this shard.
     pub app: AppState,
+    /// Presence of the users whose home is this shard.
+    pub presence: crate::presence::HomePresence,
     /// Monotonic milliseconds (driver clock), updated every turn.
     pub now_ms: u64,
     /// Wall-clock Unix milliseconds, updated every turn (Snowflakes, timestamps).
@@ -126,6 +128,7 @@ impl ShardCtx {
                 me as u64,
             ),
             app: AppState::new(0, me, String::from("ws://127.0.0.1")),
+            presence: Default::default(),
             now_ms: 0,
             wall_ms: 0,
             backlog: VecDeque::new(),

@@ -115,6 +115,8 @@ pub struct GatewayState {
     dirty: Vec<u32>,
     kill: Vec<ConnRef>,
     drop_conns: Vec<ConnRef>,
+    /// Users whose session became Ready (+1) or ended (-1) since the last call, for presence.
+    session_changes: Vec<(u64, bool)>,
     rng: ChaCha8Rng,
     next_reap_ms: u64,
 }
@@ -157,6 +159,7 @@ impl GatewayState {
             dirty: Vec::new(),
             kill: Vec::new(),
             drop_conns: Vec::new(),
+            session_changes: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(seed ^ (shard as u64).rotate_left(32)),
             next_reap_ms: 0,
         }
@@ -197,7 +200,8 @@ impl GatewayState {
     ) -> SessionRef {
         let (session, _ev) = Session::new(&self.cfg, query, now_ms);
         let generation = self.next_generation;
-        self.next_generation = self.next_generation.wrapping_add(1).max(1);
+        // 24 bits, so a session's slot and generation fit in one u64 key with its shard.
+        self.next_generation = (self.next_generation.wrapping_add(1) & 0x00ff_ffff).max(1);
         let slot = SessionSlot {
             generation,
             session,
@@ -282,6 +286,11 @@ impl GatewayState {
     /// Connections to close at once, without a close frame.
     pub fn take_drops(&mut self, out: &mut Vec<ConnRef>) {
         out.append(&mut self.drop_conns);
+    }
+
+    /// Users whose sessions came (true) or went (false) since the last call.
+    pub fn take_session_changes(&mut self, out: &mut Vec<(u64, bool)>) {
+        out.append(&mut self.session_changes);
     }
 
     /// Connections whose session was taken away (resumed elsewhere): close them.
@@ -399,6 +408,7 @@ impl GatewayState {
                 self.by_id.remove(&k);
             }
             let user = slot.session.user_id();
+            self.session_changes.push((user, false));
             if let Some(v) = self.by_user.get_mut(&user) {
                 v.retain(|&i| i != index);
                 if v.is_empty() {
@@ -429,6 +439,7 @@ impl GatewayState {
         let user = slot.session.user_id();
         let key = id_key(slot.session.session_id());
         let guilds = slot.guilds.clone();
+        self.session_changes.push((user, true));
         if let Some(k) = key {
             self.by_id.insert(k, r.index);
         }
@@ -481,8 +492,8 @@ impl GatewayState {
         }
         let guilds = slot.guilds.clone();
         let slot = self.slots.get_mut(index as usize)?.take()?;
-        // Unindex through `remove` on a placeholder-free path: the slot is already taken.
         self.by_id.remove(&key);
+        self.session_changes.push((user, false));
         if let Some(v) = self.by_user.get_mut(&user) {
             v.retain(|&i| i != index);
             if v.is_empty() {
