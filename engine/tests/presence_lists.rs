@@ -143,8 +143,8 @@ fn presence_member_chunks_and_lazy_lists() {
     assert_eq!(upd["d"]["online_count"], 2);
     let ops = upd["d"]["ops"].as_array().expect("ops");
     assert!(
-        ops.iter()
-            .any(|o| o["op"] == "INSERT" && o["item"]["member"]["user"]["id"] == mid.to_string()),
+        ops.iter().any(|o| o["op"] == "INSERT"
+            && o["item"]["member"]["user"]["id"].as_str() == Some(mid.to_string().as_str())),
         "{ops:?}"
     );
 
