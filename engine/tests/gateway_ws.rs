@@ -354,3 +354,57 @@ fn draining_sends_reconnect() {
     c.expect_eof();
     node.join().expect("clean stop");
 }
+
+#[test]
+fn a_client_that_does_not_read_is_disconnected_and_can_resume() {
+    let node = start(41_250, 10_000);
+    let addr = node.addrs().http;
+    let (_, token) = create_user(addr, "slow");
+    let mut c = Client::connect(addr, "?v=10");
+    let ready = c.identify(&token);
+    let sid = ready["d"]["session_id"].as_str().expect("sid").to_owned();
+    // Stop reading, and flood: 64 events of 256 KB exceed the socket buffers plus the session's
+    // bounded output queue (4 MiB), so the server must cut the session loose.
+    let pad = "x".repeat(256 * 1024);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut slow = 0;
+    while Instant::now() < deadline {
+        for _ in 0..16 {
+            http(
+                addr,
+                "POST",
+                "/admin/broadcast",
+                &json!({"t": "FLOOD", "d": {"pad": pad}}).to_string(),
+            );
+        }
+        let (_, metrics) = http(addr, "GET", "/metrics", "");
+        slow = metrics
+            .lines()
+            .filter(|l| l.starts_with("hearth_gateway_slow_consumers_total{"))
+            .map(|l| {
+                l.rsplit_once(' ')
+                    .expect("sample")
+                    .1
+                    .parse::<u64>()
+                    .expect("n")
+            })
+            .sum();
+        if slow > 0 {
+            break;
+        }
+    }
+    assert_eq!(slow, 1, "the slow session was disconnected once");
+    // What it had already been sent, then a close frame 4000 (resumable), then EOF.
+    assert_eq!(c.close_code(), 4000);
+    c.expect_eof();
+    // The session stayed resumable, but its resume ring is bounded too (1 MiB): a Resume from
+    // READY's sequence, long since evicted, is refused with op 9 d:false, never replayed partly.
+    let mut c = Client::connect(addr, "?v=10");
+    c.hello();
+    c.send_json(json!({"op": 6, "d": {"token": token, "session_id": sid, "seq": 1}}));
+    let first = c.json();
+    assert_eq!(first["op"], 9, "{first}");
+    assert_eq!(first["d"], false);
+    node.stop();
+    node.join().expect("clean stop");
+}
