@@ -226,6 +226,8 @@ pub struct LimitsConfig {
     pub gateway_payload_bytes_max: u32,
     /// Heartbeat interval sent in Hello (Discord: 41250).
     pub gateway_heartbeat_interval_ms: u32,
+    /// Whether REST requests are rate limited per route and token (off only for load tests).
+    pub rest_rate_limits: bool,
 }
 
 impl Default for LimitsConfig {
@@ -238,6 +240,7 @@ impl Default for LimitsConfig {
             drain_timeout_ms: 10_000,
             gateway_payload_bytes_max: 4096,
             gateway_heartbeat_interval_ms: 41_250,
+            rest_rate_limits: true,
         }
     }
 }

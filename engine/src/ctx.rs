@@ -97,6 +97,8 @@ pub struct ShardCtx {
     pub gw: GatewayState,
     /// Users, guilds and the REST/control API state owned by this shard.
     pub app: AppState,
+    /// Whether REST requests are rate limited on this shard (`limits.rest_rate_limits`).
+    pub rest_rate_limits: bool,
     /// Presence of the users whose home is this shard.
     pub presence: crate::presence::HomePresence,
     /// Monotonic milliseconds (driver clock), updated every turn.
@@ -129,6 +131,7 @@ impl ShardCtx {
             ),
             app: AppState::new(0, me, String::from("ws://127.0.0.1")),
             presence: Default::default(),
+            rest_rate_limits: true,
             now_ms: 0,
             wall_ms: 0,
             backlog: VecDeque::new(),

@@ -95,6 +95,7 @@ fn node_spec(r: &ResolvedConfig, token_secret: Vec<u8>) -> NodeSpec {
             worker_id: (r.config.node.worker_id % 32) as u8,
             heartbeat_interval_ms: u64::from(limits.gateway_heartbeat_interval_ms),
             heartbeat_grace_ms: gateway_core::limits::HEARTBEAT_GRACE_MS,
+            rest_rate_limits: limits.rest_rate_limits,
         },
     }
 }

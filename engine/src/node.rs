@@ -59,6 +59,8 @@ pub struct GatewaySpec {
     pub heartbeat_interval_ms: u64,
     /// Extra time after a missed heartbeat before the session is closed as a zombie (4009).
     pub heartbeat_grace_ms: u64,
+    /// Whether REST requests are rate limited.
+    pub rest_rate_limits: bool,
 }
 
 impl std::fmt::Debug for GatewaySpec {
@@ -79,6 +81,7 @@ impl Default for GatewaySpec {
             worker_id: 0,
             heartbeat_interval_ms: gateway_core::limits::HEARTBEAT_INTERVAL_MS,
             heartbeat_grace_ms: gateway_core::limits::HEARTBEAT_GRACE_MS,
+            rest_rate_limits: true,
         }
     }
 }
@@ -227,6 +230,7 @@ fn shard_main(
     let seed = seed_from_os() ^ index as u64;
     shard.ctx.gw = GatewayState::new(index, gw_cfg, url.clone(), seed);
     shard.ctx.app = AppState::new(spec.gateway.worker_id, index, url);
+    shard.ctx.rest_rate_limits = spec.gateway.rest_rate_limits;
     if let Some(dir) = &spec.data_dir {
         let dir = dir.join(format!("shard-{index}"));
         match FsDir::new(&dir) {

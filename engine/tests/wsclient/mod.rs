@@ -43,6 +43,7 @@ pub fn start_with(
             worker_id: 1,
             heartbeat_interval_ms,
             heartbeat_grace_ms: grace_ms,
+            rest_rate_limits: true,
         },
     })
     .expect("node starts")
