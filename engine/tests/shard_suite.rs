@@ -5,7 +5,9 @@
 mod harness;
 
 use engine::shard::Service;
+use gateway_core::ws::{OpCode, Parsed, parse_frame, write_client_frame};
 use harness::{Harness, SimHarness, UringHarness, read_response};
+use serde_json::{Value, json};
 
 fn echo_round_trips_many_connections<H: Harness>(h: &mut H) {
     let clients: Vec<usize> = (0..8).map(|_| h.connect(Service::Echo)).collect();
@@ -146,6 +148,122 @@ fn drain_closes_idle_and_stops<H: Harness>(h: &mut H) {
     h.stop();
 }
 
+fn http_json<H: Harness>(h: &mut H, method: &str, path: &str, body: &Value) -> Value {
+    let c = h.connect(Service::Http);
+    let body = body.to_string();
+    h.send(
+        c,
+        format!(
+            "{method} {path} HTTP/1.1\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    let (status, _, resp) = read_response(h, c);
+    assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&resp));
+    h.close(c);
+    serde_json::from_slice(&resp).expect("json")
+}
+
+/// Opens a gateway connection: upgrade, then Hello.
+fn ws_open<H: Harness>(h: &mut H) -> usize {
+    let c = h.connect(Service::Gateway);
+    h.send(
+        c,
+        b"GET /?v=10 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    let mut buf = Vec::new();
+    let end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        buf.extend(h.recv_some(c));
+    };
+    assert!(buf.starts_with(b"HTTP/1.1 101"));
+    h.unread(c, buf.split_off(end));
+    assert_eq!(ws_json(h, c)["op"], 10);
+    c
+}
+
+fn ws_send<H: Harness>(h: &mut H, c: usize, v: &Value) {
+    let mut out = Vec::new();
+    write_client_frame(
+        OpCode::Text,
+        true,
+        [9, 8, 7, 6],
+        v.to_string().as_bytes(),
+        &mut out,
+    );
+    h.send(c, &out);
+}
+
+/// The next text frame as JSON.
+fn ws_json<H: Harness>(h: &mut H, c: usize) -> Value {
+    let mut buf = Vec::new();
+    loop {
+        match parse_frame(&mut buf, false, 1 << 20) {
+            Parsed::Frame(f) => {
+                assert_eq!(f.header.opcode, OpCode::Text);
+                let v = serde_json::from_slice(f.payload).expect("json");
+                let n = f.consumed;
+                h.unread(c, buf.split_off(n));
+                return v;
+            }
+            Parsed::NeedMore(_) => buf.extend(h.recv_some(c)),
+            Parsed::Error(e) => panic!("bad frame: {e:?}"),
+        }
+    }
+}
+
+/// Identify, an event, a dropped connection, events missed, and a Resume that replays them:
+/// on real sockets and on the seeded simulated network alike.
+fn gateway_identify_dispatch_and_resume<H: Harness>(h: &mut H) {
+    let user = http_json(
+        h,
+        "POST",
+        "/control/users",
+        &json!({"username": "simuser", "bot": true}),
+    );
+    let token = user["token"].as_str().expect("token").to_owned();
+    let c = ws_open(h);
+    ws_send(
+        h,
+        c,
+        &json!({"op": 2, "d": {"token": token, "intents": 0, "properties": {}}}),
+    );
+    let ready = ws_json(h, c);
+    assert_eq!(ready["t"], "READY");
+    let sid = ready["d"]["session_id"].as_str().expect("sid").to_owned();
+    let n = http_json(h, "POST", "/admin/broadcast", &json!({"t": "ONE", "d": 1}));
+    assert_eq!(n["deliveries"], 1);
+    let ev = ws_json(h, c);
+    assert_eq!((ev["t"].as_str(), ev["s"].as_u64()), (Some("ONE"), Some(2)));
+    h.close(c);
+    for i in 0..3 {
+        http_json(
+            h,
+            "POST",
+            "/admin/broadcast",
+            &json!({"t": "MISSED", "d": i}),
+        );
+    }
+    let c = ws_open(h);
+    ws_send(
+        h,
+        c,
+        &json!({"op": 6, "d": {"token": token, "session_id": sid, "seq": 2}}),
+    );
+    for i in 0..3u64 {
+        let ev = ws_json(h, c);
+        assert_eq!(ev["t"], "MISSED");
+        assert_eq!(ev["d"], i);
+        assert_eq!(ev["s"], 3 + i);
+    }
+    assert_eq!(ws_json(h, c)["t"], "RESUMED");
+    h.close(c);
+    h.stop();
+}
+
 macro_rules! both_drivers {
     ($($name:ident),* $(,)?) => {
         mod uring {
@@ -171,4 +289,5 @@ both_drivers!(
     bad_http_is_answered_and_closed,
     incomplete_headers_time_out,
     drain_closes_idle_and_stops,
+    gateway_identify_dispatch_and_resume,
 );

@@ -6,7 +6,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use engine::api::OpsApi;
+use engine::app::App;
 use engine::ctx::ShardCtx;
 use engine::driver::DriverConfig;
 use engine::driver::sim::{PeerId, SimConfig, SimDriver, SimWorld};
@@ -247,7 +247,7 @@ const SIM_STALL_NS: u64 = 60_000_000_000;
 pub struct SimHarness {
     seed: u64,
     world: SimWorld,
-    shards: Vec<Shard<SimDriver, OpsApi>>,
+    shards: Vec<Shard<SimDriver, App>>,
     addrs: Vec<(SocketAddr, SocketAddr)>,
     clients: Vec<PeerId>,
     leftover: Vec<Vec<u8>>,
@@ -268,7 +268,7 @@ impl SimHarness {
         for i in 0..SHARDS {
             let driver = world.driver(driver_config());
             let ctx = ShardCtx::new(mesh.endpoint(i).expect("endpoint"));
-            let mut s = Shard::new(driver, ctx, OpsApi, shard_config());
+            let mut s = Shard::new(driver, ctx, App::default(), shard_config());
             let http = s
                 .listen("127.0.0.1:0".parse().expect("addr"), Service::Http)
                 .expect("listen http");
