@@ -37,6 +37,18 @@ pub enum Command {
     /// Internal: one client process of idle-conns.
     #[command(hide = true)]
     IdleClient(IdleClientArgs),
+    /// Gateway: N sessions connect + upgrade + Identify → READY, bounded in flight (vs Nchan).
+    GwIdentifyStorm(crate::gateway::cli::GwStormArgs),
+    /// Gateway: server memory per identified idle session, all alive at the end (vs Nchan).
+    GwIdleSessions(crate::gateway::cli::GwIdleArgs),
+    /// Gateway: one event fanned out to every session: deliveries per CPU-second, latency, loss
+    /// (vs Nchan).
+    GwBroadcast(crate::gateway::cli::GwBroadcastArgs),
+    /// Gateway: guild messages fanned out to 1k/5k/10k members at fixed rates (vs Nchan).
+    GwFanout(crate::gateway::fanout::GwFanoutArgs),
+    /// Internal: one client process of the gateway scenarios.
+    #[command(hide = true)]
+    GwClient(crate::gateway::cli::GwClientArgs),
 }
 
 /// Flags every scenario takes.

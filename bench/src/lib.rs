@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod error;
+pub mod gateway;
 pub mod idle_client;
 pub mod latency;
 pub mod limits;
@@ -18,6 +19,7 @@ pub mod report;
 pub mod scenario;
 pub mod schedule;
 pub mod server;
+pub mod store;
 pub mod sys;
 pub mod utc;
 

@@ -36,5 +36,28 @@ fn run(cli: Cli) -> Result<(), BenchError> {
         Command::IdleClient(args) => {
             bench::idle_client::main(args.source_ip, args.addr, args.conns)
         }
+        Command::GwIdentifyStorm(args) => {
+            let meta = RunMeta::collect();
+            let run = bench::gateway::storm::run(&args)?;
+            let dir = bench::gateway::report::write_storm(&args.common.out_dir, &meta, &run)?;
+            println!("{}", dir.display());
+            Ok(())
+        }
+        Command::GwIdleSessions(args) => {
+            let meta = RunMeta::collect();
+            let run = bench::gateway::idle::run(&args)?;
+            let dir = bench::gateway::report::write_idle(&args.common.out_dir, &meta, &run)?;
+            println!("{}", dir.display());
+            Ok(())
+        }
+        Command::GwBroadcast(args) => {
+            let meta = RunMeta::collect();
+            let run = bench::gateway::broadcast::run(&args)?;
+            let dir = bench::gateway::report::write_broadcast(&args.common.out_dir, &meta, &run)?;
+            println!("{}", dir.display());
+            Ok(())
+        }
+        Command::GwFanout(args) => bench::gateway::fanout::main(&args),
+        Command::GwClient(args) => bench::gateway::client::main(args.into_config()?),
     }
 }

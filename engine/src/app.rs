@@ -11,7 +11,7 @@ use gateway_core::gateway::ready::{ReadyApplication, ReadyParams, ReadyUser, rea
 use gateway_core::gateway::session::ResumeOutcome;
 use gateway_core::gateway::sharding::{check_sharding_required, shard_for_guild};
 use gateway_core::gateway::{CloseCode, SessionEvent, SharedEvent, Snowflake, intents};
-use gateway_core::token::{TokenClaims, strip_bot_prefix};
+use gateway_core::token::TokenClaims;
 use serde::Deserialize;
 
 use crate::api::OpsApi;
@@ -113,6 +113,19 @@ pub struct AppState {
     /// Channel id -> guild id, for every guild of the node (each shard holds a copy, so a
     /// request naming a channel finds the guild's owner without asking).
     pub channel_guild: HashMap<u64, u64>,
+    /// Invite code -> guild id, for every live invite of the node (a copy on each shard, as
+    /// `channel_guild`).
+    pub invite_guild: HashMap<String, u64>,
+    /// This shard's REST rate limiter: requests are limited on the shard that receives them.
+    pub rest_limiter: crate::rest::RateLimiter,
+    /// The control API's secret (`Authorization: Bearer <secret>` on `/control/*` and
+    /// `/admin/*`). Empty: no secret configured, and those endpoints are open, which is meant
+    /// for a node whose HTTP port only trusted hosts reach (loopback in development, tests and
+    /// benchmarks).
+    pub control_secret: Vec<u8>,
+    /// Bot user id -> the public user object of its application's owner, for the bots whose
+    /// home is this shard and whose owner the control plane named.
+    pub application_owners: HashMap<u64, serde_json::Value>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -133,6 +146,10 @@ impl AppState {
             guilds: Default::default(),
             messages: Default::default(),
             channel_guild: HashMap::new(),
+            invite_guild: HashMap::new(),
+            rest_limiter: crate::rest::RateLimiter::new(crate::rest::RateLimitConfig::default()),
+            control_secret: Vec::new(),
+            application_owners: HashMap::new(),
         }
     }
 }
@@ -345,22 +362,12 @@ fn refuse_resume(ctx: &mut ShardCtx, r: SessionRef) {
 
 // ----- HTTP -----
 
-/// The HTTP handler of every shard: control API, REST API, and the operator endpoints.
+/// The HTTP handler of every shard: the Discord REST API under `/api` and the control API under
+/// `/control` (both through [`crate::rest_handlers`]), `/openapi.json`, the admin endpoints and
+/// the operator endpoints.
 #[derive(Clone, Debug, Default)]
 pub struct App {
     ops: OpsApi,
-}
-
-/// Body of `POST /control/users`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateUser {
-    username: String,
-    #[serde(default)]
-    bot: bool,
-    /// Privileged intents the bot's application is granted (default: all of them).
-    #[serde(default)]
-    privileged_intents: Option<u64>,
 }
 
 /// Body of `POST /admin/broadcast`.
@@ -379,86 +386,24 @@ pub fn json_error(status: u16, code: u32, message: &str) -> Response {
     )
 }
 
-fn authenticate(ctx: &ShardCtx, req: &Request) -> Option<TokenClaims> {
-    let raw = req.header("authorization")?;
-    let token = std::str::from_utf8(raw).ok()?;
-    ctx.gw
-        .cfg
-        .token_key
-        .verify(strip_bot_prefix(token.trim()))
-        .ok()
+/// Whether the request may use the admin endpoints: they take the control API's secret (open
+/// when none is configured, see [`AppState::control_secret`]).
+fn admin_allowed(ctx: &ShardCtx, req: &Request) -> bool {
+    crate::rest::authenticate_control(req, &ctx.app.control_secret).is_ok()
 }
 
-fn unauthorized() -> Routed {
-    Routed::Now(json_error(401, 0, "401: Unauthorized"))
+fn invalid_json() -> Routed {
+    Routed::Now(json_error(
+        400,
+        50109,
+        "The request body contains invalid JSON.",
+    ))
 }
 
 impl App {
-    fn create_user(ctx: &mut ShardCtx, conn: ConnRef, req: &Request) -> Routed {
-        let body: CreateUser = match serde_json::from_slice(&req.body) {
-            Ok(b) => b,
-            Err(_) => {
-                return Routed::Now(json_error(
-                    400,
-                    50109,
-                    "The request body contains invalid JSON.",
-                ));
-            }
-        };
-        let len = body.username.chars().count();
-        if !(USERNAME_CHARS_MIN..=USERNAME_CHARS_MAX).contains(&len) {
-            return Routed::Now(json_error(400, 50035, "Invalid Form Body"));
-        }
-        let id = ctx.app.ids.next(ctx.wall_ms);
-        let token = ctx.gw.cfg.token_key.issue(id, ctx.wall_ms / 1000);
-        let mut user = ReadyUser::bot(id, &body.username);
-        user.bot = body.bot;
-        if !body.bot {
-            user.discriminator = "0".into();
-        }
-        let record = UserRecord {
-            user,
-            application_id: body.bot.then_some(id),
-            privileged: body.privileged_intents.unwrap_or(intents::PRIVILEGED)
-                & intents::PRIVILEGED,
-            guilds: Vec::new(),
-            sessions: Vec::new(),
-        };
-        let mut reply = record.user_json();
-        reply["token"] = serde_json::Value::String(token);
-        let home = owner_shard(id, ctx.shards());
-        let started = ctx.call(
-            home,
-            move |c: &mut ShardCtx| {
-                if c.app.users.len() >= USERS_PER_SHARD_MAX {
-                    return false;
-                }
-                c.app.users.insert(id, record);
-                true
-            },
-            move |c: &mut ShardCtx, ok| {
-                let resp = if ok {
-                    Response::json(200, reply.to_string())
-                } else {
-                    json_error(400, 30001, "Maximum number of users reached")
-                };
-                c.http_replies.push((conn, resp));
-            },
-        );
-        if started {
-            Routed::Later
-        } else {
-            Routed::Now(json_error(503, 0, "busy"))
-        }
-    }
-
     fn broadcast(ctx: &mut ShardCtx, conn: ConnRef, req: &Request) -> Routed {
         let Ok(body) = serde_json::from_slice::<Broadcast>(&req.body) else {
-            return Routed::Now(json_error(
-                400,
-                50109,
-                "The request body contains invalid JSON.",
-            ));
+            return invalid_json();
         };
         let Ok(ev) = SharedEvent::new(&body.t, &body.d, 0) else {
             return Routed::Now(json_error(400, 50035, "Invalid Form Body"));
@@ -481,51 +426,12 @@ impl App {
         }
     }
 
-    fn channel_route(
-        ctx: &mut ShardCtx,
-        conn: ConnRef,
-        req: &Request,
-        method: &str,
-        path: &str,
-    ) -> Routed {
-        let Some(segs) = segments(path) else {
-            return Routed::Now(json_error(404, 0, "404: Not Found"));
-        };
-        let id = |i: usize| segs.get(i).and_then(|s| s.parse::<u64>().ok());
-        let Some(c) = id(1) else {
-            return Routed::Now(json_error(404, 0, "404: Not Found"));
-        };
-        let Some(claims) = authenticate(ctx, req) else {
-            return unauthorized();
-        };
-        let actor = claims.user_id;
-        match (method, segs.get(2).copied(), segs.len()) {
-            ("POST", Some("messages"), 3) => crate::messages::create(ctx, conn, req, actor, c),
-            ("GET", Some("messages"), 3) => crate::messages::history(ctx, conn, req, actor, c),
-            (m, Some("messages"), 4) => match (m, id(3)) {
-                ("GET", Some(mid)) => crate::messages::get_one(ctx, conn, actor, c, mid),
-                ("PATCH", Some(mid)) => crate::messages::edit(ctx, conn, req, actor, c, mid),
-                ("DELETE", Some(mid)) => crate::messages::delete(ctx, conn, actor, c, mid),
-                _ => Routed::Now(json_error(404, 0, "404: Not Found")),
-            },
-            _ => Routed::Now(json_error(404, 0, "404: Not Found")),
-        }
-    }
-
     fn disconnect(ctx: &mut ShardCtx, conn: ConnRef, req: &Request) -> Routed {
         let user = serde_json::from_slice::<serde_json::Value>(&req.body)
             .ok()
-            .and_then(|v| match &v["user_id"] {
-                serde_json::Value::String(s) => s.parse::<u64>().ok(),
-                serde_json::Value::Number(n) => n.as_u64(),
-                _ => None,
-            });
+            .and_then(|v| crate::rest::snowflake_from_value(&v["user_id"]));
         let Some(user) = user else {
-            return Routed::Now(json_error(
-                400,
-                50109,
-                "The request body contains invalid JSON.",
-            ));
+            return invalid_json();
         };
         let started = ctx.map_reduce(
             move |c: &mut ShardCtx| c.gw.disconnect_user(user),
@@ -544,42 +450,21 @@ impl App {
             Routed::Now(json_error(503, 0, "busy"))
         }
     }
-
-    fn current_user(ctx: &mut ShardCtx, conn: ConnRef, req: &Request, app: bool) -> Routed {
-        let Some(claims) = authenticate(ctx, req) else {
-            return unauthorized();
-        };
-        let user_id = claims.user_id;
-        let home = owner_shard(user_id, ctx.shards());
-        let started = ctx.call(
-            home,
-            move |c: &mut ShardCtx| {
-                c.app.users.get(&user_id).map(|u| {
-                    if app {
-                        application_json(u)
-                    } else {
-                        u.user_json()
-                    }
-                })
-            },
-            move |c: &mut ShardCtx, v| {
-                let resp = match v {
-                    Some(v) => Response::json(200, v.to_string()),
-                    None => json_error(401, 0, "401: Unauthorized"),
-                };
-                c.http_replies.push((conn, resp));
-            },
-        );
-        if started {
-            Routed::Later
-        } else {
-            Routed::Now(json_error(503, 0, "busy"))
-        }
-    }
 }
 
-fn application_json(u: &UserRecord) -> serde_json::Value {
+/// The application object of a bot (`GET /oauth2/applications/@me`); `owner` is the public user
+/// object of the application's owner when the control plane named one (else the bot itself).
+pub fn application_json(u: &UserRecord, owner: Option<&serde_json::Value>) -> serde_json::Value {
     let id = u.application_id.unwrap_or(u.user.id.0).to_string();
+    let own = serde_json::json!({
+        "id": u.user.id.0.to_string(),
+        "username": u.user.username,
+        "discriminator": u.user.discriminator,
+        "avatar": null,
+        "global_name": null,
+        "public_flags": 0,
+        "flags": 0,
+    });
     serde_json::json!({
         "id": id,
         "name": u.user.username,
@@ -592,15 +477,7 @@ fn application_json(u: &UserRecord) -> serde_json::Value {
         "verify_key": "0".repeat(64),
         "flags": u.application_flags(),
         "team": null,
-        "owner": {
-            "id": u.user.id.0.to_string(),
-            "username": u.user.username,
-            "discriminator": u.user.discriminator,
-            "avatar": null,
-            "global_name": null,
-            "public_flags": 0,
-            "flags": 0,
-        },
+        "owner": owner.cloned().unwrap_or(own),
         "bot": u.user_json(),
         "rpc_origins": [],
         "redirect_uris": [],
@@ -613,69 +490,25 @@ fn application_json(u: &UserRecord) -> serde_json::Value {
     })
 }
 
-/// The path's segments between slashes (None for an empty or over-long path).
-fn segments(path: &str) -> Option<Vec<&str>> {
-    let v: Vec<&str> = path.trim_matches('/').split('/').collect();
-    (v.len() <= 8).then_some(v)
+/// Whether `path` belongs to the REST layer: the Discord API under `/api` or the control API.
+fn is_rest_path(path: &str) -> bool {
+    path == "/api" || path.starts_with("/api/") || path.starts_with("/control/")
 }
 
 impl HttpHandler for App {
     fn handle(&mut self, ctx: &mut ShardCtx, conn: ConnRef, req: &Request) -> Routed {
-        let path = req
-            .path
-            .strip_prefix("/api/v10")
-            .or_else(|| req.path.strip_prefix("/api/v9"))
-            .unwrap_or(&req.path);
-        match (req.method.as_str(), path) {
-            ("POST", "/control/users") => Self::create_user(ctx, conn, req),
+        if is_rest_path(&req.path) {
+            return crate::rest_handlers::handle(ctx, conn, req);
+        }
+        match (req.method.as_str(), req.path.as_str()) {
+            ("GET" | "HEAD", "/openapi.json") => {
+                Routed::Now(Response::json(200, crate::rest::OPENAPI_JSON))
+            }
+            ("POST", "/admin/broadcast" | "/admin/disconnect") if !admin_allowed(ctx, req) => {
+                Routed::Now(crate::rest::ApiError::unauthorized().into_response())
+            }
             ("POST", "/admin/broadcast") => Self::broadcast(ctx, conn, req),
-            ("GET", "/gateway") => Routed::Now(Response::json(
-                200,
-                serde_json::json!({"url": ctx.app.gateway_url}).to_string(),
-            )),
-            ("GET", "/gateway/bot") => {
-                if authenticate(ctx, req).is_none() {
-                    return unauthorized();
-                }
-                Routed::Now(Response::json(
-                    200,
-                    serde_json::json!({
-                        "url": ctx.app.gateway_url,
-                        "shards": 1,
-                        "session_start_limit": {
-                            "total": 1000, "remaining": 1000,
-                            "reset_after": 86_400_000u64, "max_concurrency": 1,
-                        },
-                    })
-                    .to_string(),
-                ))
-            }
-            ("POST", "/control/guilds") => crate::guilds::control_create_guild(ctx, conn, req),
             ("POST", "/admin/disconnect") => Self::disconnect(ctx, conn, req),
-            ("POST", p)
-                if segments(p)
-                    .is_some_and(|s| matches!(s[..], ["control", "guilds", _, "members"])) =>
-            {
-                match segments(p).and_then(|s| s.get(2).and_then(|g| g.parse().ok())) {
-                    Some(g) => crate::guilds::control_add_member(ctx, conn, req, g),
-                    None => Routed::Now(json_error(404, 0, "404: Not Found")),
-                }
-            }
-            ("POST", p)
-                if segments(p).is_some_and(|s| matches!(s[..], ["guilds", _, "channels"])) =>
-            {
-                let Some(claims) = authenticate(ctx, req) else {
-                    return unauthorized();
-                };
-                match segments(p).and_then(|s| s.get(1).and_then(|g| g.parse().ok())) {
-                    Some(g) => crate::guilds::create_channel(ctx, conn, req, claims.user_id, g),
-                    None => Routed::Now(json_error(404, 0, "404: Not Found")),
-                }
-            }
-            (m, p) if p.starts_with("/channels/") => Self::channel_route(ctx, conn, req, m, p),
-            ("GET", "/openapi.json") => Routed::Now(Response::json(200, crate::rest::OPENAPI_JSON)),
-            ("GET", "/users/@me") => Self::current_user(ctx, conn, req, false),
-            ("GET", "/oauth2/applications/@me") => Self::current_user(ctx, conn, req, true),
             _ => self.ops.handle(ctx, conn, req),
         }
     }

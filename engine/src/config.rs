@@ -147,6 +147,8 @@ pub struct ListenConfig {
     pub gateway_url: Option<String>,
     /// Shard i's voice UDP port is this plus i; 0 lets the kernel choose (tests, dev).
     pub voice_udp_base_port: u16,
+    /// Shard i's voice gateway (TLS) port is this plus i; 0 lets the kernel choose (issue 6).
+    pub voice_tls_base_port: u16,
     /// The address voice clients send UDP to (returned by IP discovery and voice server updates).
     pub voice_public_ip: IpAddr,
     /// A raw TCP echo listener, used by benchmarks to measure the loop itself.
@@ -160,6 +162,7 @@ impl Default for ListenConfig {
             http_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
             gateway_url: None,
             voice_udp_base_port: 0,
+            voice_tls_base_port: 0,
             voice_public_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             echo_addr: None,
         }
@@ -793,6 +796,18 @@ impl Cli {
                 origin,
                 error: FieldError::new(
                     "listen.voice_udp_base_port",
+                    base,
+                    format!("base + {count} shards runs past port 65535"),
+                ),
+            });
+        }
+        // Voice (issue 6): the same rule for the per-shard voice gateway ports.
+        let base = config.listen.voice_tls_base_port;
+        if base != 0 && u32::from(base) + count - 1 > u32::from(u16::MAX) {
+            return Err(ConfigError::Invalid {
+                origin,
+                error: FieldError::new(
+                    "listen.voice_tls_base_port",
                     base,
                     format!("base + {count} shards runs past port 65535"),
                 ),

@@ -105,6 +105,8 @@ pub struct ShardCtx {
     pub now_ms: u64,
     /// Wall-clock Unix milliseconds, updated every turn (Snowflakes, timestamps).
     pub wall_ms: u64,
+    /// Voice (issue 6): op 4 state of owned guilds and this shard's voice server.
+    pub voice: crate::voice::VoiceState,
     /// Messages that found their target's queue full; retried every turn, in order.
     backlog: VecDeque<(usize, ShardMsg)>,
     pending: HashMap<u64, Pending>,
@@ -115,6 +117,7 @@ impl ShardCtx {
     /// A shard's context around its mailbox endpoint.
     pub fn new(mail: Endpoint<ShardMsg>) -> Self {
         let me = mail.me();
+        let shards = mail.shards();
         ShardCtx {
             id: mail.me(),
             mail,
@@ -132,6 +135,7 @@ impl ShardCtx {
             app: AppState::new(0, me, String::from("ws://127.0.0.1")),
             presence: Default::default(),
             rest_rate_limits: true,
+            voice: crate::voice::VoiceState::new(me, shards),
             now_ms: 0,
             wall_ms: 0,
             backlog: VecDeque::new(),
@@ -151,6 +155,7 @@ impl ShardCtx {
             driver: self.driver_stats,
             gateway: self.gw.stats,
             sessions: self.gw.session_count() as u64,
+            voice: self.voice.snapshot(),
         }
     }
 

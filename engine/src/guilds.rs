@@ -1,31 +1,42 @@
-//! Guilds on their owner shard: creation, membership, channels, GUILD_CREATE for sessions and
-//! the fan-out of guild events to every shard holding sessions of the guild.
+//! Guilds on their owner shard: creation, membership, the directories every shard keeps, GUILD_CREATE
+//! for sessions and the fan-out of guild events to every shard holding sessions of the guild.
 //!
 //! A guild lives on `owner_shard(guild_id)`; every operation on it runs there, serialized, with
 //! no locks. Fan-out: the owner serializes each event once and sends each interested shard one
 //! batch (the shared payloads plus, per event, the sorted list of users allowed to see it); the
 //! shard delivers to its local sessions of the guild (`GatewayState::dispatch_guild`).
+//!
+//! Three kinds of state follow a guild around the node, and this file keeps them current:
+//! - the directories every shard holds (`AppState::channel_guild`, `AppState::invite_guild`), so
+//!   a request naming a channel or an invite code finds the owner without asking: [`publish`]
+//!   reads them off the events of each operation (CHANNEL_CREATE/DELETE, INVITE_CREATE/DELETE);
+//! - each user's guild list in the user directory, on the user's home shard (what Identify
+//!   reads);
+//! - which guilds each session receives (`SessionSlot::guilds`), on the session's shard: joins
+//!   subscribe the user's sessions ([`subscribe_user_sessions`]), removals unsubscribe them with a
+//!   GUILD_DELETE ([`evict_sessions`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use gateway_core::gateway::{SharedEvent, intents};
 use gateway_core::guild::{
-    Actor, Audience, ChannelKind, Guild, GuildCreateOptions, GuildError, GuildEvent, NewChannel,
-    UserInfo,
+    Audience, Guild, GuildCreateOptions, GuildError, GuildEvent, GuildPatch, UserInfo,
 };
-use serde::Deserialize;
+use serde_json::json;
 
-use crate::app::{UserRecord, json_error, owner_shard};
-use crate::ctx::{ConnRef, ShardCtx};
+use crate::app::{UserRecord, owner_shard};
+use crate::ctx::ShardCtx;
 use crate::gateway::SessionRef;
-use crate::http::{Request, Response};
-use crate::shard::Routed;
+use crate::rest::ApiError;
 
 /// Most guilds one shard owns (a bound on control-API growth).
 pub const GUILDS_PER_SHARD_MAX: usize = 100_000;
-/// Most guilds a user may be a member of (Discord's limit for bots is higher; users 100/200).
+/// Most guilds a user may be a member of (Discord's limit for users is 100, 200 with Nitro).
 pub const GUILDS_PER_USER_MAX: usize = 200;
+/// `large_threshold` used for the GUILD_CREATE of a guild joined after Identify (Identify's own
+/// value is not kept per session; 50 is Discord's default).
+pub const LARGE_THRESHOLD_AFTER_JOIN: u32 = 50;
 
 /// A guild and which shards hold sessions subscribed to it.
 #[derive(Debug)]
@@ -57,19 +68,41 @@ pub fn user_info(u: &UserRecord) -> UserInfo {
     }
 }
 
-/// A guild error as a Discord JSON error response.
-pub fn guild_error(e: &GuildError) -> Response {
-    let (status, code) = match e {
-        GuildError::UnknownChannel(_) => (404, 10003),
-        GuildError::UnknownRole(_) => (404, 10011),
-        GuildError::UnknownMember(_) => (404, 10007),
-        GuildError::UnknownInvite => (404, 10006),
-        GuildError::UnknownBan(_) => (404, 10026),
-        GuildError::MissingPermission { .. } | GuildError::Hierarchy => (403, 50013),
-        GuildError::Banned(_) => (403, 40007),
-        _ => (400, 50035),
-    };
-    json_error(status, code, &e.to_string())
+/// A refused guild operation as the REST error Discord answers with. Field errors (50035) name
+/// the field in Discord's nested `errors` object, so clients can show which one was wrong.
+pub fn api_error(e: &GuildError) -> ApiError {
+    match e {
+        GuildError::InvalidLength {
+            field, min, max, ..
+        } => ApiError::invalid_field(
+            field,
+            "BASE_TYPE_BAD_LENGTH",
+            format!("Must be between {min} and {max} in length."),
+        ),
+        GuildError::OutOfRange {
+            field, min, max, ..
+        } => ApiError::invalid_field(
+            field,
+            "NUMBER_TYPE_MAX",
+            format!("Must be between {min} and {max}."),
+        ),
+        GuildError::NotForChannelKind { field } => ApiError::invalid_field(
+            field,
+            "BASE_TYPE_CHOICES",
+            "Not available for this channel type.".to_owned(),
+        ),
+        GuildError::InvalidParent(_) => ApiError::invalid_field(
+            "parent_id",
+            "CHANNEL_PARENT_INVALID",
+            "Invalid parent channel.".to_owned(),
+        ),
+        GuildError::AlreadyMember(_) => ApiError::invalid_field(
+            "user_id",
+            "ALREADY_MEMBER",
+            "The user is already a member of this guild.".to_owned(),
+        ),
+        other => ApiError::new(other.http_status(), other.discord_code(), other.to_string()),
+    }
 }
 
 /// One batch for one shard: events with their allowed users (None: every session of the guild).
@@ -112,6 +145,74 @@ pub fn fan_out(ctx: &mut ShardCtx, g: u64, events: &[GuildEvent]) {
     }
 }
 
+/// Changes to the node-wide directories (channel -> guild, invite code -> guild).
+#[derive(Debug, Default)]
+struct DirectoryChange {
+    add_channels: Vec<u64>,
+    remove_channels: Vec<u64>,
+    add_invites: Vec<String>,
+    remove_invites: Vec<String>,
+}
+
+impl DirectoryChange {
+    fn is_empty(&self) -> bool {
+        self.add_channels.is_empty()
+            && self.remove_channels.is_empty()
+            && self.add_invites.is_empty()
+            && self.remove_invites.is_empty()
+    }
+
+    /// What `events` say about the directories.
+    fn from_events(events: &[GuildEvent]) -> Self {
+        let mut d = DirectoryChange::default();
+        for ev in events {
+            let id = || ev.data["id"].as_str().and_then(|s| s.parse::<u64>().ok());
+            let code = || ev.data["code"].as_str().map(str::to_owned);
+            match ev.name {
+                "CHANNEL_CREATE" => d.add_channels.extend(id()),
+                "CHANNEL_DELETE" => d.remove_channels.extend(id()),
+                "INVITE_CREATE" => d.add_invites.extend(code()),
+                "INVITE_DELETE" => d.remove_invites.extend(code()),
+                _ => {}
+            }
+        }
+        d
+    }
+
+    /// Applies the change on every shard (this one included), in mailbox order: a request that
+    /// an answer sent after this makes possible finds the directory already updated.
+    fn broadcast(self, ctx: &mut ShardCtx, g: u64) {
+        if self.is_empty() {
+            return;
+        }
+        let change = Arc::new(self);
+        for s in 0..ctx.shards() {
+            let d = Arc::clone(&change);
+            ctx.invoke_on_reliably(s, move |c: &mut ShardCtx| {
+                for ch in &d.remove_channels {
+                    c.app.channel_guild.remove(ch);
+                }
+                for ch in &d.add_channels {
+                    c.app.channel_guild.insert(*ch, g);
+                }
+                for code in &d.remove_invites {
+                    c.app.invite_guild.remove(code);
+                }
+                for code in &d.add_invites {
+                    c.app.invite_guild.insert(code.clone(), g);
+                }
+            });
+        }
+    }
+}
+
+/// Publishes the events of an operation on guild `g` (owned here): fans them out and keeps the
+/// channel and invite directories of every shard current.
+pub fn publish(ctx: &mut ShardCtx, g: u64, events: &[GuildEvent]) {
+    fan_out(ctx, g, events);
+    DirectoryChange::from_events(events).broadcast(ctx, g);
+}
+
 /// Asks the owner of `g` for GUILD_CREATE for the user of session `r` and delivers it, then
 /// subscribes the session to the guild's events.
 pub fn request_guild_create(
@@ -144,247 +245,161 @@ pub fn request_guild_create(
     );
 }
 
-/// Subscribes every session of `user` (found through the user's home shard) to guild `g`.
-fn subscribe_user_sessions(ctx: &mut ShardCtx, user: u64, g: u64) {
+/// Records guild `g` in `user`'s directory entry (on the user's home shard) and subscribes every
+/// session of the user to it (each receives GUILD_CREATE from the owner). Called after the user
+/// became a member.
+pub fn subscribe_user_sessions(ctx: &mut ShardCtx, user: u64, g: u64) {
     ctx.invoke_on_reliably(owner_shard(user, ctx.shards()), move |h: &mut ShardCtx| {
-        let sessions = h
-            .app
-            .users
-            .get(&user)
-            .map(|u| u.sessions.clone())
-            .unwrap_or_default();
+        let Some(u) = h.app.users.get_mut(&user) else {
+            return;
+        };
+        if !u.guilds.contains(&g) && u.guilds.len() < GUILDS_PER_USER_MAX {
+            u.guilds.push(g);
+        }
+        let sessions = u.sessions.clone();
         for (shard, sid) in sessions {
             h.invoke_on_reliably(shard, move |c: &mut ShardCtx| {
                 if let Some(r) = c.gw.find_by_id(&sid) {
-                    request_guild_create(c, r, g, user, 50);
+                    request_guild_create(c, r, g, user, LARGE_THRESHOLD_AFTER_JOIN);
                 }
             });
         }
     });
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateGuildBody {
-    name: String,
-    owner_id: SnowflakeArg,
+/// GUILD_DELETE without `unavailable`: "you were removed from this guild".
+fn guild_delete_event(g: u64) -> Option<SharedEvent> {
+    SharedEvent::new(
+        "GUILD_DELETE",
+        &json!({"id": g.to_string()}),
+        intents::GUILDS,
+    )
+    .ok()
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddMemberBody {
-    user_id: SnowflakeArg,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum SnowflakeArg {
-    Str(String),
-    Int(u64),
-}
-
-impl SnowflakeArg {
-    fn get(&self) -> Option<u64> {
-        match self {
-            SnowflakeArg::Str(s) => s.parse().ok(),
-            SnowflakeArg::Int(i) => Some(*i),
-        }
+/// On a session's shard: if session `sid` receives guild `g`, sends it GUILD_DELETE and stops its
+/// subscription. Idempotent, so the fast and the late path of an eviction may both run it.
+fn unsubscribe_session(ctx: &mut ShardCtx, sid: &str, g: u64, ev: &SharedEvent) {
+    let Some(r) = ctx.gw.find_by_id(sid) else {
+        return;
+    };
+    let subscribed = ctx.gw.get_mut(r).is_some_and(|s| s.guilds.contains(&g));
+    if subscribed {
+        ctx.gw.dispatch_to(r, ev);
+        ctx.gw.remove_guild(r, g);
     }
 }
 
-fn bad_json() -> Routed {
-    Routed::Now(json_error(
-        400,
-        50109,
-        "The request body contains invalid JSON.",
-    ))
-}
-
-fn reply(ctx: &mut ShardCtx, conn: ConnRef, resp: Response) {
-    ctx.http_replies.push((conn, resp));
-}
-
-/// `POST /control/guilds {name, owner_id}`: a guild owned by an existing user.
-pub fn control_create_guild(ctx: &mut ShardCtx, conn: ConnRef, req: &Request) -> Routed {
-    let Ok(body) = serde_json::from_slice::<CreateGuildBody>(&req.body) else {
-        return bad_json();
+/// Unsubscribes `sessions` (shard, session id) from guild `g`, one task per shard.
+fn unsubscribe_all(ctx: &mut ShardCtx, g: u64, sessions: Vec<(usize, String)>) {
+    let Some(ev) = guild_delete_event(g) else {
+        return;
     };
-    let Some(owner) = body.owner_id.get() else {
-        return bad_json();
-    };
-    let name = body.name;
-    let g = ctx.app.ids.next(ctx.wall_ms);
-    let home = owner_shard(owner, ctx.shards());
-    // 1. The owner's home shard adds the guild to the owner's list and returns the user.
-    ctx.call(
-        home,
-        move |h: &mut ShardCtx| {
-            let u = h.app.users.get_mut(&owner)?;
-            if u.guilds.len() >= GUILDS_PER_USER_MAX {
-                return None;
-            }
-            u.guilds.push(g);
-            Some(user_info(u))
-        },
-        move |c: &mut ShardCtx, info: Option<UserInfo>| {
-            let Some(info) = info else {
-                reply(c, conn, json_error(404, 10013, "Unknown User"));
-                return;
-            };
-            // 2. The guild's owner shard creates it.
-            c.call(
-                owner_shard(g, c.shards()),
-                move |o: &mut ShardCtx| {
-                    if o.app.guilds.by_id.len() >= GUILDS_PER_SHARD_MAX {
-                        return Err(json_error(400, 30001, "Maximum number of guilds reached"));
-                    }
-                    let wall = o.wall_ms;
-                    let ids = &mut o.app.ids;
-                    let guild = Guild::new(g, &name, info, wall, &mut || ids.next(wall))
-                        .map_err(|e| guild_error(&e))?;
-                    let json = guild.to_guild_json();
-                    let channels: Vec<u64> = guild.channels().map(|c| c.id).collect();
-                    o.app.guilds.by_id.insert(
-                        g,
-                        GuildEntry {
-                            guild,
-                            session_shards: 0,
-                            presence: Default::default(),
-                        },
-                    );
-                    Ok((json, channels))
-                },
-                move |c: &mut ShardCtx, r: Result<(serde_json::Value, Vec<u64>), Response>| match r
-                {
-                    Ok((json, channels)) => {
-                        announce_channels(c, g, &channels);
-                        reply(c, conn, Response::json(200, json.to_string()));
-                        subscribe_user_sessions(c, owner, g);
-                    }
-                    Err(resp) => reply(c, conn, resp),
-                },
-            );
-        },
-    );
-    Routed::Later
-}
-
-/// Tells every shard which guild owns these channels (the channel directory).
-fn announce_channels(ctx: &mut ShardCtx, g: u64, channels: &[u64]) {
-    let list: Arc<Vec<u64>> = Arc::new(channels.to_vec());
-    for s in 0..ctx.shards() {
-        let l = Arc::clone(&list);
-        ctx.invoke_on_reliably(s, move |c: &mut ShardCtx| {
-            for &ch in l.iter() {
-                c.app.channel_guild.insert(ch, g);
+    let mut by_shard: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for (shard, sid) in sessions {
+        if shard < ctx.shards() {
+            by_shard.entry(shard).or_default().push(sid);
+        }
+    }
+    for (shard, sids) in by_shard {
+        let ev = ev.clone();
+        ctx.invoke_on_reliably(shard, move |c: &mut ShardCtx| {
+            for sid in &sids {
+                unsubscribe_session(c, sid, g, &ev);
             }
         });
     }
 }
 
-/// `POST /control/guilds/{g}/members {user_id}`: adds a user without an invite.
-pub fn control_add_member(ctx: &mut ShardCtx, conn: ConnRef, req: &Request, g: u64) -> Routed {
-    let Ok(body) = serde_json::from_slice::<AddMemberBody>(&req.body) else {
-        return bad_json();
-    };
-    let Some(user) = body.user_id.get() else {
-        return bad_json();
-    };
-    ctx.call(
-        owner_shard(user, ctx.shards()),
-        move |h: &mut ShardCtx| {
-            let u = h.app.users.get_mut(&user)?;
-            if !u.guilds.contains(&g) && u.guilds.len() < GUILDS_PER_USER_MAX {
-                u.guilds.push(g);
-            }
-            Some(user_info(u))
-        },
-        move |c: &mut ShardCtx, info: Option<UserInfo>| {
-            let Some(info) = info else {
-                reply(c, conn, json_error(404, 10013, "Unknown User"));
-                return;
-            };
-            c.call(
-                owner_shard(g, c.shards()),
-                move |o: &mut ShardCtx| {
-                    let wall = o.wall_ms;
-                    let Some(e) = o.app.guilds.by_id.get_mut(&g) else {
-                        return Err(json_error(404, 10004, "Unknown Guild"));
-                    };
-                    let events = e
-                        .guild
-                        .add_member(info, wall)
-                        .map_err(|e| guild_error(&e))?;
-                    let json = e.guild.member_json(user).unwrap_or_default();
-                    fan_out(o, g, &events);
-                    Ok(json)
-                },
-                move |c: &mut ShardCtx, r: Result<serde_json::Value, Response>| match r {
-                    Ok(json) => {
-                        reply(c, conn, Response::json(200, json.to_string()));
-                        subscribe_user_sessions(c, user, g);
-                    }
-                    Err(resp) => reply(c, conn, resp),
-                },
-            );
-        },
-    );
-    Routed::Later
+/// After `user` left guild `g` (run on the owner, right after the removal): unsubscribes the
+/// sessions known beforehand (`sessions`, asked from the home shard before the removal) through
+/// the owner's mailboxes, so no event the owner sends after this reaches them; then drops the
+/// guild from the user's directory entry and unsubscribes any session that became Ready in the
+/// meantime.
+pub fn evict_sessions(ctx: &mut ShardCtx, g: u64, user: u64, sessions: Vec<(usize, String)>) {
+    unsubscribe_all(ctx, g, sessions);
+    ctx.invoke_on_reliably(owner_shard(user, ctx.shards()), move |h: &mut ShardCtx| {
+        let Some(u) = h.app.users.get_mut(&user) else {
+            return;
+        };
+        u.guilds.retain(|&x| x != g);
+        let now = u.sessions.clone();
+        unsubscribe_all(h, g, now);
+    });
 }
 
-#[derive(Deserialize)]
-struct CreateChannelBody {
-    name: String,
-    #[serde(default, rename = "type")]
-    kind: u64,
-    #[serde(default)]
-    topic: Option<String>,
-    #[serde(default)]
-    parent_id: Option<SnowflakeArg>,
-    #[serde(default)]
-    nsfw: bool,
-}
-
-/// `POST /api/v10/guilds/{g}/channels`: creates a channel as `actor` (MANAGE_CHANNELS).
-pub fn create_channel(
+/// Creates guild `g` on this (its owner) shard with `owner` as its owner, applies `settings`,
+/// announces its channels to every shard and answers the guild object. The owner's directory
+/// entry must already list `g`.
+pub fn create_guild(
     ctx: &mut ShardCtx,
-    conn: ConnRef,
-    req: &Request,
-    actor: u64,
     g: u64,
-) -> Routed {
-    let Ok(body) = serde_json::from_slice::<CreateChannelBody>(&req.body) else {
-        return bad_json();
-    };
-    let Some(kind) = ChannelKind::from_code(body.kind) else {
-        return Routed::Now(json_error(400, 50035, "Invalid Form Body"));
-    };
-    let mut spec = NewChannel::new(kind, &body.name);
-    spec.topic = body.topic;
-    spec.parent_id = body.parent_id.and_then(|p| p.get());
-    spec.nsfw = body.nsfw;
-    let id = ctx.app.ids.next(ctx.wall_ms);
-    ctx.call(
-        owner_shard(g, ctx.shards()),
-        move |o: &mut ShardCtx| {
-            let Some(e) = o.app.guilds.by_id.get_mut(&g) else {
-                return Err(json_error(404, 10004, "Unknown Guild"));
-            };
-            let events = e
-                .guild
-                .create_channel(Actor::User(actor), id, spec)
-                .map_err(|e| guild_error(&e))?;
-            let json = e.guild.channel_json(id).unwrap_or_default();
-            fan_out(o, g, &events);
-            Ok(json)
-        },
-        move |c: &mut ShardCtx, r: Result<serde_json::Value, Response>| match r {
-            Ok(json) => {
-                announce_channels(c, g, &[id]);
-                reply(c, conn, Response::json(201, json.to_string()));
-            }
-            Err(resp) => reply(c, conn, resp),
+    name: &str,
+    owner: UserInfo,
+    settings: Option<GuildPatch>,
+) -> Result<serde_json::Value, ApiError> {
+    if ctx.app.guilds.by_id.len() >= GUILDS_PER_SHARD_MAX {
+        return Err(ApiError::max_guilds(GUILDS_PER_SHARD_MAX));
+    }
+    let wall = ctx.wall_ms;
+    let ids = &mut ctx.app.ids;
+    let mut guild =
+        Guild::new(g, name, owner, wall, &mut || ids.next(wall)).map_err(|e| api_error(&e))?;
+    if let Some(patch) = settings {
+        // Nobody receives this guild's events yet: the events are dropped.
+        guild
+            .update_guild(gateway_core::guild::Actor::System, patch)
+            .map_err(|e| api_error(&e))?;
+    }
+    let json = guild.to_guild_json();
+    let channels: Vec<u64> = guild.channels().map(|c| c.id).collect();
+    ctx.app.guilds.by_id.insert(
+        g,
+        GuildEntry {
+            guild,
+            session_shards: 0,
+            presence: Default::default(),
         },
     );
-    Routed::Later
+    DirectoryChange {
+        add_channels: channels,
+        ..DirectoryChange::default()
+    }
+    .broadcast(ctx, g);
+    Ok(json)
+}
+
+/// Deletes guild `g` (owned here): removes it, clears its channels and invites from every
+/// directory, drops it from each member's directory entry and sends each member's sessions
+/// GUILD_DELETE. Its messages stay in the store, unreachable (no channel names them any more).
+pub fn dissolve(ctx: &mut ShardCtx, g: u64) -> bool {
+    let Some(e) = ctx.app.guilds.by_id.remove(&g) else {
+        return false;
+    };
+    DirectoryChange {
+        remove_channels: e.guild.channels().map(|c| c.id).collect(),
+        remove_invites: e.guild.invites().map(|i| i.code.clone()).collect(),
+        ..DirectoryChange::default()
+    }
+    .broadcast(ctx, g);
+    let mut by_home: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+    for m in e.guild.members() {
+        by_home
+            .entry(owner_shard(m.user.id, ctx.shards()))
+            .or_default()
+            .push(m.user.id);
+    }
+    for (home, users) in by_home {
+        ctx.invoke_on_reliably(home, move |h: &mut ShardCtx| {
+            let mut sessions = Vec::new();
+            for user in users {
+                if let Some(u) = h.app.users.get_mut(&user) {
+                    u.guilds.retain(|&x| x != g);
+                    sessions.extend(u.sessions.iter().cloned());
+                }
+            }
+            unsubscribe_all(h, g, sessions);
+        });
+    }
+    true
 }

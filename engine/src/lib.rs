@@ -16,6 +16,7 @@ pub mod node;
 pub mod presence;
 pub mod profile;
 pub mod rest;
+pub mod rest_handlers;
 pub mod shard;
 pub mod snowflake;
 pub mod store_io;

@@ -138,7 +138,19 @@ fn run(r: ResolvedConfig) -> Result<(), String> {
         data_dir = %data_dir.display(),
         "starting"
     );
-    let node = Node::start(spec).map_err(|e| format!("starting: {e}"))?;
+    // Voice (issue 6): per-shard voice gateway (TLS) and UDP ports, certificate from [tls].
+    let voice = engine::voice::VoiceSpec {
+        tls_base_port: r.config.listen.voice_tls_base_port,
+        udp_base_port: r.config.listen.voice_udp_base_port,
+        bind_ip: r.config.listen.http_addr.ip(),
+        public_ip: r.config.listen.voice_public_ip,
+        tls_files: r.config.tls.as_ref().map(|t| engine::voice::TlsFiles {
+            cert_path: t.cert_path.clone(),
+            key_path: t.key_path.clone(),
+        }),
+        ..engine::voice::VoiceSpec::default()
+    };
+    let node = Node::start_with_voice(spec, voice).map_err(|e| format!("starting: {e}"))?;
     let addrs = node.addrs();
     tracing::info!(http = %addrs.http, echo = ?addrs.echo, "serving");
     if let Some(path) = &r.ready_file {
@@ -147,6 +159,9 @@ fn run(r: ResolvedConfig) -> Result<(), String> {
             "http": addrs.http.to_string(),
             "echo": addrs.echo.map(|a| a.to_string()),
             "shards": r.shards.len(),
+            "voice": node.voice_addrs().iter()
+                .map(|(t, u)| serde_json::json!({"tls": t.to_string(), "udp": u.to_string()}))
+                .collect::<Vec<_>>(),
         });
         // Written to a temporary name and renamed, so a watcher never reads half a file.
         let tmp = path.with_extension("tmp");

@@ -52,6 +52,8 @@ pub struct ShardSnapshot {
     pub gateway: crate::gateway::GatewayStats,
     /// Gateway sessions held (attached or resumable).
     pub sessions: u64,
+    /// Voice server counters.
+    pub voice: crate::voice::VoiceStats,
 }
 
 /// A named counter series: name, help text, and how to read it from a snapshot.
@@ -256,6 +258,9 @@ pub fn render_prometheus(shards: &[ShardSnapshot], out: &mut String) {
         shards,
         |s| s.stats.gateway_commands_unrouted,
     );
+    let voice: Vec<(usize, crate::voice::VoiceStats)> =
+        shards.iter().map(|s| (s.shard, s.voice)).collect();
+    crate::voice::render_prometheus(&voice, out);
 }
 
 #[cfg(test)]

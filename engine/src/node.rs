@@ -123,6 +123,9 @@ pub enum NodeError {
     /// A shard thread could not be spawned or panicked.
     #[error("shard {0}: thread failed")]
     Thread(usize),
+    /// Voice (issue 6): the voice gateway's TLS configuration could not be built.
+    #[error("voice tls: {0}")]
+    Voice(#[from] crate::voice::TlsSetupError),
 }
 
 /// A running node.
@@ -131,6 +134,8 @@ pub struct Node {
     wakers: Vec<Arc<dyn RemoteWaker>>,
     threads: Vec<(usize, JoinHandle<Result<(), NodeError>>)>,
     addrs: BoundAddrs,
+    /// Voice (issue 6): the voice servers' setup, when enabled.
+    voice: Option<crate::voice::VoiceSetup>,
 }
 
 /// Pin the calling thread to `core`.
@@ -173,6 +178,7 @@ fn shard_main(
     addrs: BoundAddrs,
     stop: Arc<AtomicBool>,
     ready: mpsc::Sender<Ready>,
+    voice: Option<crate::voice::VoiceSetup>,
 ) -> Result<(), NodeError> {
     let core = spec.cores.get(index).copied();
     let setup = || -> Result<Shard<UringDriver, App>, NodeError> {
@@ -210,6 +216,10 @@ fn shard_main(
             Some(a) => Some(shard.listen(a, Service::Echo)?),
             None => None,
         };
+        // Voice (issue 6): this shard's own voice TLS port and UDP port.
+        if let Some(v) = &voice {
+            shard.start_voice(v)?;
+        }
         Ok(BoundAddrs { http, echo })
     })();
     let bound = match bound {
@@ -262,6 +272,18 @@ fn shard_main(
 impl Node {
     /// Start every shard; returns once all listen.
     pub fn start(spec: NodeSpec) -> Result<Node, NodeError> {
+        Node::start_with_voice(spec, crate::voice::VoiceSpec::default())
+    }
+
+    /// Start every shard with voice servers as `voice` says; returns once all listen.
+    pub fn start_with_voice(
+        spec: NodeSpec,
+        voice: crate::voice::VoiceSpec,
+    ) -> Result<Node, NodeError> {
+        let voice = match voice.enabled {
+            true => Some(crate::voice::VoiceSetup::new(voice, spec.shards)?),
+            false => None,
+        };
         let mesh = Mesh::<ShardMsg>::new(spec.shards, spec.mailbox_capacity)?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(spec.shards);
@@ -274,9 +296,10 @@ impl Node {
         for index in 0..spec.shards {
             let (tx, rx) = mpsc::channel();
             let (spec2, mesh2, stop2) = (spec.clone(), Arc::clone(&mesh), Arc::clone(&stop));
+            let voice2 = voice.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("shard-{index}"))
-                .spawn(move || shard_main(index, spec2, mesh2, addrs, stop2, tx))
+                .spawn(move || shard_main(index, spec2, mesh2, addrs, stop2, tx, voice2))
                 .map_err(|_| NodeError::Thread(index))?;
             match rx.recv() {
                 Ok(Ok((bound, waker))) => {
@@ -299,6 +322,7 @@ impl Node {
             wakers,
             threads,
             addrs,
+            voice,
         };
         if let Some(e) = failure {
             node.stop();
@@ -311,6 +335,23 @@ impl Node {
     /// The bound addresses.
     pub fn addrs(&self) -> BoundAddrs {
         self.addrs
+    }
+
+    /// Voice (issue 6): each shard's bound (voice TLS, voice UDP) addresses, by shard index
+    /// (empty without voice).
+    pub fn voice_addrs(&self) -> Vec<(SocketAddr, SocketAddr)> {
+        self.voice.as_ref().map_or_else(Vec::new, |v| {
+            v.shared
+                .bound
+                .iter()
+                .filter_map(|b| b.get().copied())
+                .collect()
+        })
+    }
+
+    /// Voice (issue 6): the voice gateway's certificate (DER), for clients that pin it.
+    pub fn voice_cert_der(&self) -> Option<&[u8]> {
+        self.voice.as_ref().map(|v| v.tls.cert_der.as_slice())
     }
 
     /// Ask every shard to drain and stop.

@@ -51,6 +51,8 @@ pub enum Service {
     Echo,
     /// A connection upgraded from HTTP to the WebSocket gateway (never a listener's service).
     Gateway,
+    /// The voice gateway over TLS (issue 6): bytes go to `crate::voice`.
+    VoiceTls,
 }
 
 /// Per-shard settings, from the resolved config and hardware profile.
@@ -292,6 +294,31 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
         Ok(bound)
     }
 
+    /// Voice (issue 6): opens this shard's voice gateway listener (TLS) and UDP socket and
+    /// installs its voice server. Returns the bound (TLS, UDP) addresses.
+    pub fn start_voice(
+        &mut self,
+        setup: &crate::voice::VoiceSetup,
+    ) -> Result<(SocketAddr, SocketAddr), DriverError> {
+        let (tls_addr, udp_addr) = setup.spec.addrs(self.ctx.id);
+        let tls = self.listen(tls_addr, Service::VoiceTls)?;
+        let (udp, udp_bound) = self.driver.bind_udp(udp_addr)?;
+        crate::voice::install(&mut self.ctx, &mut self.driver, setup, tls, udp, udp_bound);
+        Ok((tls, udp_bound))
+    }
+
+    /// Voice (issue 6): moves the voice server's dirty connections to the connection layer.
+    fn collect_voice_work(&mut self) {
+        let mut conns = std::mem::take(&mut self.conn_scratch);
+        self.ctx.voice.take_dirty(&mut conns);
+        for c in conns.drain(..) {
+            if slot(&mut self.conns, c.index, c.generation).is_some() {
+                self.dirty.push(c.index);
+            }
+        }
+        self.conn_scratch = conns;
+    }
+
     /// A handle that wakes this shard's driver from another thread.
     pub fn driver_remote_waker(&self) -> std::sync::Arc<dyn crate::driver::RemoteWaker> {
         self.driver.remote_waker()
@@ -476,6 +503,13 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
         if let Some(r) = c.session.take() {
             self.ctx.gw.detach(r, self.ctx.now_ms);
         }
+        if c.service == Service::VoiceTls {
+            let conn = ConnRef {
+                index,
+                generation: c.generation,
+            };
+            self.ctx.voice.on_conn_closed(conn, self.ctx.now_ms);
+        }
         let t = token(KIND_CLOSE, c.generation, index);
         let socket = c.socket;
         if self.driver.submit(t, Op::Close { socket }).is_ok() {
@@ -542,6 +576,17 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
                     }
                 });
                 if closed {
+                    c.close_after_flush = true;
+                }
+            }
+            if c.service == Service::VoiceTls && !c.send_in_flight {
+                // Voice (issue 6): TLS records waiting in the voice server.
+                let conn = ConnRef {
+                    index,
+                    generation: c.generation,
+                };
+                let q = c.queued.get_or_insert_with(|| self.sendbufs.take());
+                if self.ctx.voice.drain_tls(conn, q) {
                     c.close_after_flush = true;
                 }
             }
@@ -620,7 +665,18 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
                         let d = self.driver.now_ns() + self.cfg.http_header_timeout_ns;
                         self.set_deadline(index, d);
                     }
-                    self.arm_recv(index);
+                    let voice_ok = service != Service::VoiceTls || {
+                        let generation = self.conns[index as usize]
+                            .as_ref()
+                            .map_or(0, |c| c.generation);
+                        let conn = ConnRef { index, generation };
+                        self.ctx.voice.on_accept(conn, self.ctx.now_ms)
+                    };
+                    if voice_ok {
+                        self.arm_recv(index);
+                    } else {
+                        self.close_conn(index);
+                    }
                 }
             }
             // A listener closed for drain ends its accept with CANCELED: not an error.
@@ -683,6 +739,12 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
                             if let Some(c) = self.conns[index as usize].as_mut() {
                                 c.inbuf.extend_from_slice(data);
                             }
+                        }
+                        Service::VoiceTls => {
+                            let data = self.driver.recv_buf(b, len);
+                            let conn = ConnRef { index, generation };
+                            self.ctx.voice.on_tls_bytes(conn, data, self.ctx.now_ms);
+                            self.dirty.push(index);
                         }
                         Service::Gateway => {
                             let data = self.driver.recv_buf(b, len);
@@ -1128,6 +1190,9 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
         }
         let now = self.driver.now_ns();
         self.expire_timers(now);
+        // Voice (issue 6): session clocks, UDP re-arm, connections with output.
+        self.ctx.voice.pump(&mut self.driver, self.ctx.now_ms);
+        self.collect_voice_work();
         self.collect_gateway_work();
         if let Some(start) = self.drain_started_ns
             && now >= start + self.cfg.drain_timeout_ns
@@ -1147,6 +1212,7 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
         let busy = !self.dirty.is_empty()
             || self.store_busy()
             || self.ctx.gw.has_work()
+            || self.ctx.voice.has_work()
             || !self.ctx.http_replies.is_empty()
             || self.ctx.mail.depth() > 0
             || self.ctx.backlog_len() > 0;
@@ -1180,6 +1246,12 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
         self.ctx.driver_stats = self.driver.stats();
         self.ctx.now_ms = self.driver.now_ns() / 1_000_000;
         for c in completions.drain(..) {
+            if crate::voice::owns_token(c.token) {
+                self.ctx
+                    .voice
+                    .on_completion(&mut self.driver, self.ctx.now_ms, c);
+                continue;
+            }
             if let Some(io) = self.store_io.as_mut()
                 && io.owns(c.token)
             {
@@ -1192,6 +1264,7 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
         }
         self.completions = completions;
         self.pump_store(false);
+        self.collect_voice_work();
         self.collect_gateway_work();
         self.flush_dirty();
         if self.drain_started_ns.is_some()

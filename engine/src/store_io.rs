@@ -540,6 +540,8 @@ impl<S: StoreDir> StoreIo<S> {
     /// End of a loop turn: ends the store's turn (sealing this turn's appends into one group)
     /// and hands the driver everything the store asked for.
     pub fn submit<D: Driver>(&mut self, store: &mut Store, driver: &mut D) {
+        // `end_of_turn` in one call: the driver starts nothing before its next `run` anyway, so
+        // splitting `seal_group` from `step_background` would not overlap anything here.
         store.end_of_turn();
         for (key, op) in std::mem::take(&mut self.resume) {
             let token = self.token(key);

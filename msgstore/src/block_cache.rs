@@ -1,11 +1,15 @@
 //! Bounded cache of decoded data blocks, least recently used out first.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use crate::message::Version;
 
 /// Cache key: (file number, block index).
 pub type BlockId = (u64, u32);
+
+/// A decoded block, shared between the cache and the queries that loaded it (no deep copy).
+pub type Block = Arc<Vec<Version>>;
 
 /// Decoded blocks bounded by their encoded size.
 #[derive(Debug)]
@@ -13,7 +17,7 @@ pub struct BlockCache {
     capacity_bytes: usize,
     used_bytes: usize,
     tick: u64,
-    map: HashMap<BlockId, (Vec<Version>, usize, u64)>,
+    map: HashMap<BlockId, (Block, usize, u64)>,
     by_age: BTreeMap<u64, BlockId>,
 }
 
@@ -43,11 +47,11 @@ impl BlockCache {
 
     /// A cached block, without changing its age (call `touch` first).
     pub fn peek(&self, id: BlockId) -> Option<&Vec<Version>> {
-        self.map.get(&id).map(|e| &e.0)
+        self.map.get(&id).map(|e| &*e.0)
     }
 
     /// Inserts a block of `bytes` encoded size, evicting old ones.
-    pub fn insert(&mut self, id: BlockId, block: Vec<Version>, bytes: usize) {
+    pub fn insert(&mut self, id: BlockId, block: Block, bytes: usize) {
         if bytes > self.capacity_bytes {
             return;
         }
@@ -88,7 +92,7 @@ mod tests {
     fn stays_within_capacity_and_evicts_oldest() {
         let mut c = BlockCache::new(100);
         for i in 0..10 {
-            c.insert((1, i), Vec::new(), 30);
+            c.insert((1, i), Block::default(), 30);
             assert!(c.used_bytes() <= 100);
         }
         assert!(!c.touch((1, 0)));

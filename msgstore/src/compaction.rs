@@ -92,15 +92,26 @@ pub fn merge(
     }
     newest
         .into_iter()
-        .filter(|(k, v)| match v.body {
-            Body::Tombstone { deleted_at_ms, .. } => {
-                now_ms.saturating_sub(deleted_at_ms) < TOMBSTONE_TTL_MS
-                    || older_elsewhere(&k.partition(), v.seq)
-            }
-            _ => true,
-        })
+        .filter(|(k, v)| keep(k, v, now_ms, older_elsewhere))
         .map(|(_, v)| v)
         .collect()
+}
+
+/// Whether a merge keeps the newest version `v` of key `k`: everything but a tombstone older
+/// than the TTL whose partition no file outside the merge may hold older data of.
+pub fn keep(
+    k: &Key,
+    v: &Version,
+    now_ms: u64,
+    older_elsewhere: &dyn Fn(&Part, u64) -> bool,
+) -> bool {
+    match v.body {
+        Body::Tombstone { deleted_at_ms, .. } => {
+            now_ms.saturating_sub(deleted_at_ms) < TOMBSTONE_TTL_MS
+                || older_elsewhere(&k.partition(), v.seq)
+        }
+        _ => true,
+    }
 }
 
 #[cfg(test)]

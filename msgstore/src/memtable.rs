@@ -1,6 +1,7 @@
 //! In-memory table of the newest durable versions, shaped for append-mostly partitions.
 
 use std::collections::BTreeMap;
+use std::ops::Bound::{Excluded, Unbounded};
 
 use crate::message::{Body, Key, PartitionKey, Version};
 
@@ -70,6 +71,35 @@ impl Memtable {
             .chain(self.reads.values())
     }
 
+    /// Versions with keys strictly after `after` (all of them for `None`), in key order: a
+    /// flush resumes here on its next step.
+    pub fn iter_after(&self, after: Option<Key>) -> Box<dyn Iterator<Item = &Version> + '_> {
+        match after {
+            None => Box::new(self.iter()),
+            Some(Key::Msg(p, id)) => {
+                let rest_of_partition = self
+                    .msgs
+                    .get(&p)
+                    .into_iter()
+                    .flat_map(move |m| m.range((Excluded(id), Unbounded)).map(|(_, v)| v));
+                let later_partitions = self
+                    .msgs
+                    .range((Excluded(p), Unbounded))
+                    .flat_map(|(_, m)| m.values());
+                Box::new(
+                    rest_of_partition
+                        .chain(later_partitions)
+                        .chain(self.reads.values()),
+                )
+            }
+            Some(Key::Read(u, c)) => Box::new(
+                self.reads
+                    .range((Excluded((u, c)), Unbounded))
+                    .map(|(_, v)| v),
+            ),
+        }
+    }
+
     /// Number of rows.
     pub fn len(&self) -> usize {
         self.msgs.values().map(BTreeMap::len).sum::<usize>() + self.reads.len()
@@ -78,5 +108,54 @@ impl Memtable {
     /// True if `v` is a tombstone body (helper for callers filtering rows).
     pub fn is_tombstone(v: &Version) -> bool {
         matches!(v.body, Body::Tombstone { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Message, ReadState};
+
+    fn msg(seq: u64, channel_id: u64, id: u64) -> Version {
+        Version {
+            seq,
+            body: Body::Message(Message {
+                id,
+                channel_id,
+                ..Message::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn iter_after_resumes_exactly_after_a_key() {
+        let mut m = Memtable::default();
+        let mut seq = 0;
+        for ch in [3u64, 1, 2] {
+            for id in [5u64 << 22, 9 << 22, 7 << 22] {
+                seq += 1;
+                m.insert(msg(seq, ch, id));
+            }
+        }
+        for user in [4u64, 2] {
+            seq += 1;
+            m.insert(Version {
+                seq,
+                body: Body::ReadState(ReadState {
+                    user_id: user,
+                    channel_id: 1,
+                    ..ReadState::default()
+                }),
+            });
+        }
+        let all: Vec<Key> = m.iter().map(|v| v.body.key()).collect();
+        assert_eq!(all.len(), 11);
+        assert!(all.windows(2).all(|w| w[0] < w[1]), "key order");
+        assert_eq!(m.iter_after(None).count(), all.len());
+        // Resuming after each key yields exactly the keys after it, whatever its kind.
+        for (i, k) in all.iter().enumerate() {
+            let rest: Vec<Key> = m.iter_after(Some(*k)).map(|v| v.body.key()).collect();
+            assert_eq!(rest, all[i + 1..].to_vec(), "after {k:?}");
+        }
     }
 }

@@ -141,22 +141,87 @@ pub fn build<'a>(
     versions: impl Iterator<Item = &'a Version>,
     compression: Compression,
 ) -> (Vec<u8>, SstMeta) {
-    let mut out = Vec::new();
-    let mut blocks = Vec::new();
-    let mut parts: BTreeMap<Part, (u32, u32)> = BTreeMap::new();
-    let mut raw = Vec::with_capacity(BLOCK_BYTES_TARGET + RECORD_BYTES_MAX);
-    let mut scratch = Vec::new();
-    let mut first_last: Option<(Key, Key)> = None;
-    let (mut entries, mut min_seq, mut max_seq) = (0u64, u64::MAX, 0u64);
-    let finish = |raw: &mut Vec<u8>,
-                  fl: &mut Option<(Key, Key)>,
-                  out: &mut Vec<u8>,
-                  blocks: &mut Vec<BlockHandle>| {
-        let Some((first, last)) = fl.take() else {
+    let mut b = Builder::new(compression);
+    for v in versions {
+        b.add(v);
+    }
+    b.finish()
+}
+
+/// Builds a sorted file one version at a time, so the caller can spread the encoding and
+/// compression of a large file over many loop turns (`raw_bytes` says how much work was done).
+#[derive(Debug)]
+pub struct Builder {
+    compression: Compression,
+    out: Vec<u8>,
+    blocks: Vec<BlockHandle>,
+    parts: BTreeMap<Part, (u32, u32)>,
+    raw: Vec<u8>,
+    scratch: Vec<u8>,
+    first_last: Option<(Key, Key)>,
+    entries: u64,
+    min_seq: u64,
+    max_seq: u64,
+    raw_bytes: u64,
+}
+
+impl Builder {
+    /// An empty file.
+    pub fn new(compression: Compression) -> Self {
+        Self {
+            compression,
+            out: Vec::new(),
+            blocks: Vec::new(),
+            parts: BTreeMap::new(),
+            raw: Vec::with_capacity(BLOCK_BYTES_TARGET + RECORD_BYTES_MAX),
+            scratch: Vec::new(),
+            first_last: None,
+            entries: 0,
+            min_seq: u64::MAX,
+            max_seq: 0,
+            raw_bytes: 0,
+        }
+    }
+
+    /// Uncompressed entry bytes added so far.
+    pub fn raw_bytes(&self) -> u64 {
+        self.raw_bytes
+    }
+
+    /// Adds the next version; keys must strictly increase.
+    pub fn add(&mut self, v: &Version) {
+        let key = v.body.key();
+        let idx = self.blocks.len() as u32;
+        self.parts
+            .entry(key.partition())
+            .and_modify(|e| e.1 = idx)
+            .or_insert((idx, idx));
+        self.scratch.clear();
+        encode_version(v, &mut self.scratch);
+        self.raw
+            .extend_from_slice(&(self.scratch.len() as u32).to_le_bytes());
+        self.raw.extend_from_slice(&self.scratch);
+        self.raw_bytes += 4 + self.scratch.len() as u64;
+        self.first_last = Some(match self.first_last {
+            None => (key, key),
+            Some((f, _)) => (f, key),
+        });
+        self.entries += 1;
+        self.min_seq = self.min_seq.min(v.seq);
+        self.max_seq = self.max_seq.max(v.seq);
+        if self.raw.len() >= BLOCK_BYTES_TARGET {
+            self.finish_block();
+        }
+    }
+
+    fn finish_block(&mut self) {
+        let Some((first, last)) = self.first_last.take() else {
             return;
         };
+        let out = &mut self.out;
+        let raw = &self.raw;
         let offset = out.len() as u64;
-        let lz = (compression == Compression::Lz4).then(|| lz4_flex::block::compress(raw));
+        let lz = (self.compression == Compression::Lz4).then(|| lz4_flex::block::compress(raw));
         match lz {
             Some(c) if c.len() < raw.len() => {
                 out.push(1);
@@ -171,87 +236,78 @@ pub fn build<'a>(
         }
         let crc = crc32c::crc32c(out.get(offset as usize..).unwrap_or_default());
         out.extend_from_slice(&crc.to_le_bytes());
-        blocks.push(BlockHandle {
+        self.blocks.push(BlockHandle {
             offset,
             len: (out.len() as u64 - offset) as u32,
             first,
             last,
         });
-        raw.clear();
-    };
-    for v in versions {
-        let key = v.body.key();
-        let idx = blocks.len() as u32;
-        parts
-            .entry(key.partition())
-            .and_modify(|e| e.1 = idx)
-            .or_insert((idx, idx));
-        scratch.clear();
-        encode_version(v, &mut scratch);
-        raw.extend_from_slice(&(scratch.len() as u32).to_le_bytes());
-        raw.extend_from_slice(&scratch);
-        first_last = Some(match first_last {
-            None => (key, key),
-            Some((f, _)) => (f, key),
-        });
-        entries += 1;
-        min_seq = min_seq.min(v.seq);
-        max_seq = max_seq.max(v.seq);
-        if raw.len() >= BLOCK_BYTES_TARGET {
-            finish(&mut raw, &mut first_last, &mut out, &mut blocks);
-        }
+        self.raw.clear();
     }
-    finish(&mut raw, &mut first_last, &mut out, &mut blocks);
-    if entries == 0 {
-        min_seq = 0;
-    }
-    let bloom = Bloom::build(parts.keys());
-    let meta_offset = out.len() as u64;
-    out.extend_from_slice(&(blocks.len() as u32).to_le_bytes());
-    for b in &blocks {
-        out.extend_from_slice(&b.offset.to_le_bytes());
-        out.extend_from_slice(&b.len.to_le_bytes());
-        encode_key(&b.first, &mut out);
-        encode_key(&b.last, &mut out);
-    }
-    out.extend_from_slice(&(parts.len() as u32).to_le_bytes());
-    for (p, (a, b)) in &parts {
-        encode_part(p, &mut out);
-        out.extend_from_slice(&a.to_le_bytes());
-        out.extend_from_slice(&b.to_le_bytes());
-    }
-    out.extend_from_slice(&(bloom.as_bytes().len() as u32).to_le_bytes());
-    out.extend_from_slice(bloom.as_bytes());
-    let crc = crc32c::crc32c(out.get(meta_offset as usize..).unwrap_or_default());
-    out.extend_from_slice(&crc.to_le_bytes());
-    let meta_len = (out.len() as u64 - meta_offset) as u32;
-    let footer = Footer {
-        meta_offset,
-        meta_len,
-        entries,
-        min_seq,
-        max_seq,
-    };
-    let fstart = out.len();
-    out.extend_from_slice(&SST_MAGIC);
-    out.extend_from_slice(&SST_FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&meta_offset.to_le_bytes());
-    out.extend_from_slice(&meta_len.to_le_bytes());
-    out.extend_from_slice(&entries.to_le_bytes());
-    out.extend_from_slice(&min_seq.to_le_bytes());
-    out.extend_from_slice(&max_seq.to_le_bytes());
-    out.resize(fstart + FOOTER_BYTES - 4, 0);
-    let crc = crc32c::crc32c(out.get(fstart..).unwrap_or_default());
-    out.extend_from_slice(&crc.to_le_bytes());
-    (
-        out,
-        SstMeta {
-            footer,
+
+    /// Ends the last block and appends the meta section and the footer.
+    pub fn finish(mut self) -> (Vec<u8>, SstMeta) {
+        self.finish_block();
+        let Builder {
+            mut out,
             blocks,
             parts,
-            bloom,
-        },
-    )
+            entries,
+            mut min_seq,
+            max_seq,
+            ..
+        } = self;
+        if entries == 0 {
+            min_seq = 0;
+        }
+        let bloom = Bloom::build(parts.keys());
+        let meta_offset = out.len() as u64;
+        out.extend_from_slice(&(blocks.len() as u32).to_le_bytes());
+        for b in &blocks {
+            out.extend_from_slice(&b.offset.to_le_bytes());
+            out.extend_from_slice(&b.len.to_le_bytes());
+            encode_key(&b.first, &mut out);
+            encode_key(&b.last, &mut out);
+        }
+        out.extend_from_slice(&(parts.len() as u32).to_le_bytes());
+        for (p, (a, b)) in &parts {
+            encode_part(p, &mut out);
+            out.extend_from_slice(&a.to_le_bytes());
+            out.extend_from_slice(&b.to_le_bytes());
+        }
+        out.extend_from_slice(&(bloom.as_bytes().len() as u32).to_le_bytes());
+        out.extend_from_slice(bloom.as_bytes());
+        let crc = crc32c::crc32c(out.get(meta_offset as usize..).unwrap_or_default());
+        out.extend_from_slice(&crc.to_le_bytes());
+        let meta_len = (out.len() as u64 - meta_offset) as u32;
+        let footer = Footer {
+            meta_offset,
+            meta_len,
+            entries,
+            min_seq,
+            max_seq,
+        };
+        let fstart = out.len();
+        out.extend_from_slice(&SST_MAGIC);
+        out.extend_from_slice(&SST_FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&meta_offset.to_le_bytes());
+        out.extend_from_slice(&meta_len.to_le_bytes());
+        out.extend_from_slice(&entries.to_le_bytes());
+        out.extend_from_slice(&min_seq.to_le_bytes());
+        out.extend_from_slice(&max_seq.to_le_bytes());
+        out.resize(fstart + FOOTER_BYTES - 4, 0);
+        let crc = crc32c::crc32c(out.get(fstart..).unwrap_or_default());
+        out.extend_from_slice(&crc.to_le_bytes());
+        (
+            out,
+            SstMeta {
+                footer,
+                blocks,
+                parts,
+                bloom,
+            },
+        )
+    }
 }
 
 /// Parses the footer (the file's last `FOOTER_BYTES`), given the file size.

@@ -312,6 +312,43 @@ impl<A: PeerAddr> Room<A> {
         Ok(())
     }
 
+    /// Moves a participant into `to` with everything it has (SSRCs, key, latched address,
+    /// replay window, counters): a channel move must not make a listen-only client, which never
+    /// sends an authenticated packet, lose its address.
+    pub fn move_to(&mut self, user_id: u64, to: &mut Room<A>) -> Result<(), RoomError> {
+        let i = self.index_of(user_id).ok_or(RoomError::UnknownUser)?;
+        if to.index_of(user_id).is_some() {
+            return Err(RoomError::DuplicateUser);
+        }
+        if to.participants.len() >= to.max_participants {
+            return Err(RoomError::Full);
+        }
+        let p = self.participants.get(i).ok_or(RoomError::UnknownUser)?;
+        if p.ssrcs
+            .iter()
+            .take(p.ssrc_count)
+            .any(|s| to.by_ssrc.contains_key(s))
+        {
+            return Err(RoomError::SsrcInUse);
+        }
+        let p = self.participants.remove(i);
+        self.rebuild_ssrc_index();
+        for &s in p.ssrcs.iter().take(p.ssrc_count) {
+            to.by_ssrc.insert(s, to.participants.len());
+        }
+        to.participants.push(p);
+        Ok(())
+    }
+
+    fn rebuild_ssrc_index(&mut self) {
+        self.by_ssrc.clear();
+        for (i, p) in self.participants.iter().enumerate() {
+            for &s in p.ssrcs.iter().take(p.ssrc_count) {
+                self.by_ssrc.insert(s, i);
+            }
+        }
+    }
+
     /// Removes a participant; false when it was not there.
     pub fn leave(&mut self, user_id: u64) -> bool {
         let Some(i) = self.index_of(user_id) else {

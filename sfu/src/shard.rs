@@ -150,6 +150,42 @@ impl<A: PeerAddr> VoiceShard<A> {
         true
     }
 
+    /// Moves a participant from room `from` to room `to` (a channel move when rooms are keyed
+    /// by channel), keeping its SSRCs, key and address; an emptied room is closed.
+    pub fn move_participant(&mut self, from: u64, to: u64, user_id: u64) -> Result<(), RoomError> {
+        if from == to {
+            return Ok(());
+        }
+        if !self.rooms.contains_key(&to) && self.rooms.len() >= SHARD_ROOMS_MAX {
+            return Err(RoomError::Full);
+        }
+        let size = self.room_size_max;
+        let mut source = self.rooms.remove(&from).ok_or(RoomError::UnknownUser)?;
+        let target = self.rooms.entry(to).or_insert_with(|| Room::new(size));
+        let result = source.move_to(user_id, target);
+        if target.is_empty() {
+            self.rooms.remove(&to);
+        }
+        if result.is_ok() {
+            // Control plane (a move), not the packet path: a small list is fine.
+            let moved: Vec<u32> = self
+                .ssrc_room
+                .iter()
+                .filter(|&(s, g)| *g == from && source.ssrc_owner(*s).is_none())
+                .map(|(s, _)| *s)
+                .collect();
+            for s in moved {
+                self.ssrc_room.insert(s, to);
+            }
+        }
+        if source.is_empty() {
+            self.counters.absorb(source.counters());
+        } else {
+            self.rooms.insert(from, source);
+        }
+        result
+    }
+
     /// The room of a guild.
     pub fn room(&self, guild_id: u64) -> Option<&Room<A>> {
         self.rooms.get(&guild_id)
@@ -274,6 +310,38 @@ mod tests {
         assert_eq!(c.dropped_unknown_source, 1);
         // Its SSRCs are free again.
         shard.join(300, join(4, 9000)).unwrap();
+    }
+
+    #[test]
+    fn move_keeps_address_and_key_and_reroutes_ssrcs() {
+        let mut shard: VoiceShard<SocketAddr> = VoiceShard::new(8);
+        let s1 = shard.allocate_ssrc().unwrap();
+        shard.join(10, join(1, s1)).unwrap();
+        let s2 = shard.allocate_ssrc().unwrap();
+        shard.join(20, join(2, s2)).unwrap();
+        let a: SocketAddr = "127.0.0.1:5".parse().unwrap();
+        let mut out = OutBatch::new(4);
+        let mut req = [0u8; 74];
+        ipdisc::build_request(s1, &mut req);
+        shard.handle_datagram(0, a, &mut req, &mut out);
+        shard.move_participant(10, 20, 1).unwrap();
+        assert!(shard.room(10).is_none(), "emptied room closed");
+        let room = shard.room(20).unwrap();
+        assert_eq!(room.len(), 2);
+        assert_eq!(room.address_of(1), Some(a), "address survives the move");
+        assert_eq!(room.ssrc_owner(s1), Some(1));
+        // Discovery for s1 is now routed to room 20.
+        out.clear();
+        ipdisc::build_request(s1, &mut req);
+        assert_eq!(
+            shard.handle_datagram(0, a, &mut req, &mut out),
+            PacketOutcome::DiscoveryAnswered
+        );
+        assert_eq!(
+            shard.move_participant(10, 20, 1),
+            Err(RoomError::UnknownUser)
+        );
+        assert_eq!(shard.counters().discovery_answered, 2);
     }
 
     #[test]

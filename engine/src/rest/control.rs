@@ -7,8 +7,8 @@ use serde_json::Value;
 use super::error::ApiError;
 use super::form::{FormErrors, Obj, with_object};
 use super::limits::{
-    APPLICATION_NAME_CHARS_MAX, APPLICATION_NAME_CHARS_MIN, MEMBER_ROLES_MAX, NICK_CHARS_MAX,
-    USERNAME_CHARS_MAX, USERNAME_CHARS_MIN,
+    APPLICATION_NAME_CHARS_MAX, APPLICATION_NAME_CHARS_MIN, GUILD_NAME_CHARS_MAX,
+    GUILD_NAME_CHARS_MIN, MEMBER_ROLES_MAX, NICK_CHARS_MAX, USERNAME_CHARS_MAX, USERNAME_CHARS_MIN,
 };
 
 /// Substrings a username may not contain: they would break mention and code-block syntax.
@@ -48,8 +48,11 @@ fn username(
 pub struct ControlCreateUser {
     /// Username, 2..=32 characters (surrounding whitespace trimmed).
     pub username: String,
-    /// Whether the user is a bot (without an application; use `/control/applications` for one).
+    /// Whether the user is a bot (its application id is its user id).
     pub bot: bool,
+    /// Privileged gateway intents the user's application is granted (default: all of them);
+    /// bits other than the privileged ones are ignored.
+    pub privileged_intents: Option<u64>,
 }
 
 impl ControlCreateUser {
@@ -64,6 +67,34 @@ impl ControlCreateUser {
             bot: e
                 .opt(o, "bot", |e, o, k, v| e.boolean(o, k, v))
                 .unwrap_or(false),
+            privileged_intents: e.opt(o, "privileged_intents", |e, o, k, v| {
+                e.int(o, k, v, 0, u64::MAX)
+            }),
+        })
+    }
+}
+
+/// `POST /control/guilds`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlCreateGuild {
+    /// Guild name, 2..=100 characters.
+    pub name: String,
+    /// The owner (an existing user).
+    pub owner_id: u64,
+}
+
+impl ControlCreateGuild {
+    /// Decodes and validates.
+    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        with_object(body, |e, o| ControlCreateGuild {
+            name: e
+                .req(o, "name", |e, o, k, v| {
+                    e.string(o, k, v, GUILD_NAME_CHARS_MIN, GUILD_NAME_CHARS_MAX)
+                })
+                .unwrap_or_default(),
+            owner_id: e
+                .req(o, "owner_id", |e, o, k, v| e.snowflake(o, k, v))
+                .unwrap_or(0),
         })
     }
 }

@@ -41,7 +41,9 @@ mod ratelimit;
 mod routes;
 
 pub use auth::{authenticate, authenticate_control};
-pub use control::{ControlAddGuildMember, ControlCreateApplication, ControlCreateUser};
+pub use control::{
+    ControlAddGuildMember, ControlCreateApplication, ControlCreateGuild, ControlCreateUser,
+};
 pub use error::{ApiError, RateLimitScope, RetryAfter, VIA_HEADER_VALUE, codes};
 pub use form::{Patch, parse_snowflake_str, snowflake_from_value};
 pub use guilds::{
@@ -126,6 +128,8 @@ pub enum Input {
     ControlCreateUser(ControlCreateUser),
     /// `POST /control/applications`.
     ControlCreateApplication(ControlCreateApplication),
+    /// `POST /control/guilds`.
+    ControlCreateGuild(ControlCreateGuild),
     /// `POST /control/guilds/{g}/members`.
     ControlAddGuildMember(ControlAddGuildMember),
 }
@@ -165,6 +169,9 @@ pub fn decode(route: &Route, query: &str, body: &[u8]) -> Result<Input, ApiError
         RouteKind::ControlCreateUser => Input::ControlCreateUser(ControlCreateUser::parse(body)?),
         RouteKind::ControlCreateApplication => {
             Input::ControlCreateApplication(ControlCreateApplication::parse(body)?)
+        }
+        RouteKind::ControlCreateGuild => {
+            Input::ControlCreateGuild(ControlCreateGuild::parse(body)?)
         }
         RouteKind::ControlAddGuildMember => {
             Input::ControlAddGuildMember(ControlAddGuildMember::parse(body)?)
@@ -220,7 +227,7 @@ pub struct Prepared {
 pub struct Credentials<'a> {
     /// The token signing key.
     pub token_key: &'a TokenKey,
-    /// The control API secret (empty: control API refused).
+    /// The control API secret (empty: no secret configured, the control API is open).
     pub control_secret: &'a [u8],
 }
 

@@ -229,17 +229,22 @@ fn describe(kind: RouteKind) -> Op {
         K::ControlCreateUser => op(
             "Create a user and a token for it",
             Some("ControlCreateUser"),
-            Created("ControlUserCreated"),
+            One("ControlUserCreated"),
         ),
         K::ControlCreateApplication => op(
             "Create a bot user with its application and token",
             Some("ControlCreateApplication"),
-            Created("ControlApplicationCreated"),
+            One("ControlApplicationCreated"),
+        ),
+        K::ControlCreateGuild => op(
+            "Create a guild owned by an existing user",
+            Some("ControlCreateGuild"),
+            One("Guild"),
         ),
         K::ControlAddGuildMember => op(
             "Add a user to a guild without an invite",
             Some("ControlAddGuildMember"),
-            Created("Member"),
+            One("Member"),
         ),
     }
 }
@@ -950,6 +955,8 @@ fn schemas() -> Value {
                 json!({
                     "username": {"type": "string", "minLength": 2, "maxLength": 32},
                     "bot": {"type": "boolean", "default": false},
+                    "privileged_intents": {"type": "integer", "minimum": 0,
+                        "description": "Privileged intents granted (GUILD_MEMBERS, GUILD_PRESENCES, MESSAGE_CONTENT bits); default all."},
                 })
             )),
         ),
@@ -959,6 +966,16 @@ fn schemas() -> Value {
                 &["name"],
                 json!({
                     "name": {"type": "string", "minLength": 2, "maxLength": 32},
+                    "owner_id": sf(),
+                })
+            )),
+        ),
+        (
+            "ControlCreateGuild",
+            json!(object(
+                &["name", "owner_id"],
+                json!({
+                    "name": {"type": "string", "minLength": 2, "maxLength": 100},
                     "owner_id": sf(),
                 })
             )),
@@ -976,24 +993,22 @@ fn schemas() -> Value {
         ),
         (
             "ControlUserCreated",
-            json!(object(
-                &["user", "token"],
-                json!({
-                    "user": schema_ref("User"),
+            json!({"description": "The user object with its token.", "allOf": [
+                schema_ref("User"),
+                object(&["token"], json!({
                     "token": {"type": "string", "description": "Send as `Authorization: <token>` (or `Bot <token>` for bots)."},
-                })
-            )),
+                })),
+            ]}),
         ),
         (
             "ControlApplicationCreated",
-            json!(object(
-                &["user", "application", "token"],
-                json!({
-                    "user": schema_ref("User"),
-                    "application": schema_ref("Application"),
+            json!({"description": "The bot user object with its token and application.", "allOf": [
+                schema_ref("User"),
+                object(&["token", "application"], json!({
                     "token": {"type": "string", "description": "The bot token: `Authorization: Bot <token>`."},
-                })
-            )),
+                    "application": schema_ref("Application"),
+                })),
+            ]}),
         ),
     ];
     Value::Object(

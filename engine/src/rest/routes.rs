@@ -601,6 +601,8 @@ routes! {
     /// `POST /control/applications`: create a bot user and its application, with a token.
     ControlCreateApplication {} = "POST" "/control/applications", Control,
         "controlCreateApplication", Control;
+    /// `POST /control/guilds`: create a guild owned by an existing user.
+    ControlCreateGuild {} = "POST" "/control/guilds", Control, "controlCreateGuild", Control;
     /// `POST /control/guilds/{guild_id}/members`: add a user to a guild without an invite.
     ControlAddGuildMember { guild_id: u64 } = "POST" "/control/guilds/{guild_id}/members",
         Control, "controlAddGuildMember", Control;

@@ -162,6 +162,8 @@ impl Harness for UringHarness {
         let addr = match svc {
             Service::Http | Service::Gateway => self.http,
             Service::Echo => self.echo,
+            // Voice (issue 6) is tested through a node (tests/voice_e2e.rs), not this harness.
+            Service::VoiceTls => panic!("the harness opens no voice listener"),
         };
         let s = TcpStream::connect(addr).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(20)))
@@ -353,6 +355,7 @@ impl Harness for SimHarness {
         let addr = match svc {
             Service::Http | Service::Gateway => http,
             Service::Echo => echo,
+            Service::VoiceTls => panic!("SEED={}: the harness opens no voice listener", self.seed),
         };
         let p = self
             .world

@@ -1,7 +1,45 @@
 //! Background jobs: flush and compaction in bounded steps, manifest installs.
+//!
+//! Every step is bounded per loop turn by `step_io_bytes`, shared by the flush (first) and the
+//! compaction: bytes read or written, and bytes of entries encoded while building an output
+//! file. Building is incremental (a flush walks the frozen memtable from where it stopped, a
+//! merge advances a cursor per input block), so no turn pays for a whole file's encoding and
+//! compression at once.
 
 use super::*;
 use crate::limits::SST_FILES_MAX;
+
+/// Work charged for a merged version that is dropped instead of written (an expired tombstone
+/// or a superseded version), so a turn that only drops still ends.
+const DROPPED_VERSION_COST_BYTES: usize = 64;
+
+/// An output file being built.
+#[derive(Debug)]
+pub(super) struct BuildState {
+    builder: sst::Builder,
+    source: BuildSource,
+}
+
+/// Where the entries of a file being built come from.
+#[derive(Debug)]
+enum BuildSource {
+    /// The frozen memtable, resuming after the last key added.
+    Frozen { after: Option<Key> },
+    /// A k-way merge of the compaction inputs read into memory (the job's `bufs`).
+    Merge {
+        cursors: Vec<MergeCursor>,
+        /// Live files outside the merge, for the tombstone rule.
+        others: Vec<u64>,
+    },
+}
+
+/// Position in one merge input: the next block to decode and the rest of the current one.
+#[derive(Debug)]
+struct MergeCursor {
+    input: usize,
+    next_block: usize,
+    rows: std::iter::Peekable<std::vec::IntoIter<Version>>,
+}
 
 impl Store {
     // ---- background jobs ----
@@ -31,9 +69,13 @@ impl Store {
             }
             self.flush_requested = false;
             if let Some(frozen) = self.frozen.as_ref() {
-                let (bytes, meta) = sst::build(frozen.iter(), self.config.compression);
                 let max_seq = frozen.max_seq();
-                self.start_write_job(FLUSH, JobKind::Flush { max_seq }, bytes, meta);
+                let mut job = Self::new_job(JobKind::Flush { max_seq }, JobPhase::Building);
+                job.build = Some(Box::new(BuildState {
+                    builder: sst::Builder::new(self.config.compression),
+                    source: BuildSource::Frozen { after: None },
+                }));
+                self.jobs[FLUSH] = Some(job);
             }
         }
         if self.jobs[COMPACT].is_some() || self.job_backoff[COMPACT] > 0 {
@@ -51,25 +93,33 @@ impl Store {
                 .iter()
                 .map(|n| vec![0; self.files.get(n).map_or(0, |f| f.size as usize)])
                 .collect();
-            self.jobs[COMPACT] = Some(Job {
-                kind: JobKind::Compact {
+            self.jobs[COMPACT] = Some(Self::new_job(
+                JobKind::Compact {
                     inputs,
                     bufs,
                     next_input: 0,
                     next_offset: 0,
                 },
-                phase: JobPhase::Reading,
-                outstanding: 0,
-                bytes: Vec::new(),
-                next_off: 0,
-                number: 0,
-                handle: FileHandle(0),
-                meta: None,
-                seq_ops: VecDeque::new(),
-                new_manifest: None,
-                renamed: false,
-                error: None,
-            });
+                JobPhase::Reading,
+            ));
+        }
+    }
+
+    fn new_job(kind: JobKind, phase: JobPhase) -> Job {
+        Job {
+            kind,
+            phase,
+            outstanding: 0,
+            bytes: Vec::new(),
+            next_off: 0,
+            number: 0,
+            handle: FileHandle(0),
+            meta: None,
+            seq_ops: VecDeque::new(),
+            new_manifest: None,
+            renamed: false,
+            error: None,
+            build: None,
         }
     }
 
@@ -104,6 +154,7 @@ impl Store {
             new_manifest: None,
             renamed: false,
             error: None,
+            build: None,
         });
     }
 
@@ -188,70 +239,173 @@ impl Store {
                     self.start_finishing(slot);
                 }
             }
+            JobPhase::Building => return self.build_step(slot, budget),
             JobPhase::Creating | JobPhase::Finishing => {}
         }
         issued
     }
 
-    pub(super) fn finish_reading(&mut self, slot: usize) {
+    /// Adds up to `budget` bytes of entries to the file being built; once every entry is in,
+    /// finishes it and starts writing. Returns the work done.
+    pub(super) fn build_step(&mut self, slot: usize, budget: usize) -> usize {
         let Some(mut job) = self.jobs[slot].take() else {
-            return;
+            return 0;
         };
-        let JobKind::Compact { inputs, bufs, .. } = &mut job.kind else {
-            return;
+        let Some(mut st) = job.build.take() else {
+            self.jobs[slot] = Some(job);
+            return 0;
         };
-        let mut versions = Vec::new();
-        for (no, buf) in inputs.iter().zip(bufs.iter()) {
-            let Some(f) = self.files.get(no) else {
-                continue;
-            };
-            for b in &f.meta.blocks {
-                let blk = buf
-                    .get(b.offset as usize..(b.offset + u64::from(b.len)) as usize)
-                    .unwrap_or_default();
-                match sst::decode_block(blk) {
-                    Ok(v) => versions.extend(v),
-                    Err(error) => {
-                        self.events.push_back(Event::Error(StoreError::CorruptFile {
-                            file: sst_name(*no),
-                            error,
-                        }));
-                        self.job_backoff[slot] = JOB_RETRY_TURNS;
-                        return;
+        let start = st.builder.raw_bytes();
+        let mut dropped = 0usize;
+        let spent = |b: &sst::Builder, dropped: usize| (b.raw_bytes() - start) as usize + dropped;
+        let mut done = true;
+        match &mut st.source {
+            BuildSource::Frozen { after } => {
+                if let Some(frozen) = self.frozen.as_ref() {
+                    for v in frozen.iter_after(*after) {
+                        if spent(&st.builder, dropped) >= budget {
+                            done = false;
+                            break;
+                        }
+                        st.builder.add(v);
+                        *after = Some(v.body.key());
+                    }
+                }
+            }
+            BuildSource::Merge { cursors, others } => 'merge: {
+                // Only compactions merge; anything else has nothing to add.
+                let JobKind::Compact { inputs, bufs, .. } = &job.kind else {
+                    break 'merge;
+                };
+                let others: Vec<&LiveFile> =
+                    others.iter().filter_map(|n| self.files.get(n)).collect();
+                let older_elsewhere = |p: &Part, seq: u64| {
+                    others.iter().any(|f| {
+                        f.meta.footer.min_seq < seq
+                            && f.meta.bloom.may_contain(p)
+                            && f.meta.parts.contains_key(p)
+                    })
+                };
+                loop {
+                    if spent(&st.builder, dropped) >= budget {
+                        done = false;
+                        break;
+                    }
+                    // Refill cursors whose block is used up; a corrupt block ends the job.
+                    for c in cursors.iter_mut() {
+                        if let Err(error) = self.refill(c, inputs, bufs) {
+                            let file = inputs
+                                .get(c.input)
+                                .map_or_else(String::new, |n| sst_name(*n));
+                            self.events
+                                .push_back(Event::Error(StoreError::CorruptFile { file, error }));
+                            self.job_backoff[slot] = JOB_RETRY_TURNS;
+                            return 0;
+                        }
+                    }
+                    let Some(key) = cursors
+                        .iter_mut()
+                        .filter_map(|c| c.rows.peek().map(|v| v.body.key()))
+                        .min()
+                    else {
+                        break;
+                    };
+                    // The newest version of the key wins; on a tie the earlier input does.
+                    let mut best: Option<Version> = None;
+                    for c in cursors.iter_mut() {
+                        if c.rows.peek().is_some_and(|v| v.body.key() == key)
+                            && let Some(v) = c.rows.next()
+                            && best.as_ref().is_none_or(|b| v.seq > b.seq)
+                        {
+                            best = Some(v);
+                        }
+                    }
+                    if let Some(v) = best {
+                        if compaction::keep(&key, &v, self.now_ms, &older_elsewhere) {
+                            st.builder.add(&v);
+                        } else {
+                            dropped += DROPPED_VERSION_COST_BYTES;
+                        }
                     }
                 }
             }
         }
-        // A concurrent flush only adds files newer than every input, so this view of "older
-        // data elsewhere" stays valid until the merge is installed.
-        let input_set: BTreeSet<u64> = inputs.iter().copied().collect();
-        let others: Vec<&LiveFile> = self
-            .files
-            .iter()
-            .filter(|(n, _)| !input_set.contains(n))
-            .map(|(_, f)| f)
-            .collect();
-        let older_elsewhere = |p: &Part, seq: u64| {
-            others.iter().any(|f| {
-                f.meta.footer.min_seq < seq
-                    && f.meta.bloom.may_contain(p)
-                    && f.meta.parts.contains_key(p)
-            })
-        };
-        let merged = compaction::merge(versions, self.now_ms, &older_elsewhere);
-        let (bytes, meta) = sst::build(merged.iter(), self.config.compression);
-        let inputs = std::mem::take(inputs);
-        self.start_write_job(
-            slot,
-            JobKind::Compact {
+        let work = spent(&st.builder, dropped);
+        if !done {
+            job.build = Some(st);
+            self.jobs[slot] = Some(job);
+            return work;
+        }
+        let (bytes, meta) = st.builder.finish();
+        let kind = match job.kind {
+            JobKind::Compact { inputs, .. } => JobKind::Compact {
                 inputs,
                 bufs: Vec::new(),
                 next_input: 0,
                 next_offset: 0,
             },
-            bytes,
-            meta,
-        );
+            k @ JobKind::Flush { .. } => k,
+        };
+        self.start_write_job(slot, kind, bytes, meta);
+        work
+    }
+
+    /// Decodes the next block of a merge input once the current one is used up.
+    fn refill(
+        &self,
+        c: &mut MergeCursor,
+        inputs: &[u64],
+        bufs: &[Vec<u8>],
+    ) -> Result<(), crate::codec::FormatError> {
+        while c.rows.peek().is_none() {
+            let (Some(no), Some(buf)) = (inputs.get(c.input), bufs.get(c.input)) else {
+                return Ok(());
+            };
+            let Some(b) = self
+                .files
+                .get(no)
+                .and_then(|f| f.meta.blocks.get(c.next_block))
+            else {
+                return Ok(());
+            };
+            c.next_block += 1;
+            let blk = buf
+                .get(b.offset as usize..(b.offset + u64::from(b.len)) as usize)
+                .unwrap_or_default();
+            c.rows = sst::decode_block(blk)?.into_iter().peekable();
+        }
+        Ok(())
+    }
+
+    /// Every input is in memory: set up the merge cursors; the merge itself runs in
+    /// `build_step`, a budget per turn.
+    pub(super) fn finish_reading(&mut self, slot: usize) {
+        let Some(job) = self.jobs[slot].as_mut() else {
+            return;
+        };
+        let JobKind::Compact { inputs, .. } = &job.kind else {
+            return;
+        };
+        // A concurrent flush only adds files newer than every input, so this view of "older
+        // data elsewhere" stays valid until the merge is installed.
+        let others = self
+            .files
+            .keys()
+            .filter(|n| !inputs.contains(n))
+            .copied()
+            .collect();
+        let cursors = (0..inputs.len())
+            .map(|input| MergeCursor {
+                input,
+                next_block: 0,
+                rows: Vec::new().into_iter().peekable(),
+            })
+            .collect();
+        job.phase = JobPhase::Building;
+        job.build = Some(Box::new(BuildState {
+            builder: sst::Builder::new(self.config.compression),
+            source: BuildSource::Merge { cursors, others },
+        }));
     }
 
     pub(super) fn start_finishing(&mut self, slot: usize) {
@@ -353,7 +507,7 @@ impl Store {
         // Bulk reads and writes are issued only by `end_of_turn`, so a turn never exceeds its
         // budget however fast completions arrive.
         match job.phase {
-            JobPhase::Reading | JobPhase::Writing => {}
+            JobPhase::Reading | JobPhase::Building | JobPhase::Writing => {}
             JobPhase::Creating => job.phase = JobPhase::Writing,
             JobPhase::Finishing => {
                 if tag == JobTag::Seq
@@ -389,7 +543,8 @@ impl Store {
         if job.phase == JobPhase::Finishing {
             self.manifest_busy = false;
         }
-        if job.phase != JobPhase::Reading {
+        // Before `Creating` no output file exists yet.
+        if !matches!(job.phase, JobPhase::Reading | JobPhase::Building) {
             self.io
                 .submit(Owner::Ignore, FileOp::Close { handle: job.handle });
             self.io.submit(

@@ -196,6 +196,9 @@ enum JobKind {
 #[derive(Debug, PartialEq, Eq)]
 enum JobPhase {
     Reading,
+    /// Encoding (and for a compaction merging) the output file, `step_io_bytes` of entries
+    /// per turn, so a flush or a merge never stalls a loop turn for the whole file.
+    Building,
     Creating,
     Writing,
     Finishing,
@@ -215,13 +218,15 @@ struct Job {
     new_manifest: Option<Manifest>,
     renamed: bool,
     error: Option<StoreError>,
+    /// The output being built, in the `Building` phase.
+    build: Option<Box<jobs::BuildState>>,
 }
 
 #[derive(Debug)]
 struct QueryState {
     token: u64,
     query: Query,
-    loaded: HashMap<BlockId, Vec<Version>>,
+    loaded: HashMap<BlockId, crate::block_cache::Block>,
     outstanding: usize,
     error: Option<StoreError>,
 }
@@ -443,8 +448,17 @@ impl Store {
         Ok(())
     }
 
-    /// Ends a loop turn: seals the group commit and advances background work by one step.
+    /// Ends a loop turn: seals the group commit and advances background work by one step
+    /// (`seal_group` then `step_background`).
     pub fn end_of_turn(&mut self) {
+        self.seal_group();
+        self.step_background();
+    }
+
+    /// First half of `end_of_turn`: seals this turn's appends into one group and emits its
+    /// write. A caller that can start I/O at once hands that write to the disk before calling
+    /// `step_background`, so the group's write and fdatasync overlap the background CPU work.
+    pub fn seal_group(&mut self) {
         if !self.is_open() {
             return;
         }
@@ -457,12 +471,23 @@ impl Store {
             );
         }
         self.submit_detached();
+    }
+
+    /// Second half of `end_of_turn`: advances flush and compaction by one bounded step.
+    pub fn step_background(&mut self) {
+        if !self.is_open() {
+            return;
+        }
         for b in &mut self.job_backoff {
             *b = b.saturating_sub(1);
         }
         self.maybe_start_jobs();
-        // One budget per turn for all background work; the flush goes first.
-        let left = self.config.step_io_bytes - self.job_step(FLUSH, self.config.step_io_bytes);
+        // One budget per turn for all background work; the flush goes first. Building may
+        // overshoot the budget by one entry.
+        let left = self
+            .config
+            .step_io_bytes
+            .saturating_sub(self.job_step(FLUSH, self.config.step_io_bytes));
         self.job_step(COMPACT, left);
         self.close_retired();
     }

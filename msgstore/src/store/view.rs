@@ -70,7 +70,9 @@ impl Store {
         match result {
             Ok(IoDone::Data(d)) => match sst::decode_block(&d) {
                 Ok(block) => {
-                    self.cache.insert(id, block.clone(), d.len());
+                    let block = std::sync::Arc::new(block);
+                    self.cache
+                        .insert(id, std::sync::Arc::clone(&block), d.len());
                     q.loaded.insert(id, block);
                 }
                 Err(error) => {
@@ -109,7 +111,7 @@ struct View<'a> {
     mem: &'a Memtable,
     frozen: Option<&'a Memtable>,
     cache: &'a mut BlockCache,
-    loaded: &'a mut HashMap<BlockId, Vec<Version>>,
+    loaded: &'a mut HashMap<BlockId, crate::block_cache::Block>,
     missing: &'a mut Vec<BlockId>,
     directory: &'a BTreeMap<u64, BTreeSet<u32>>,
 }
@@ -137,9 +139,12 @@ impl View<'_> {
             return Err(Missing);
         }
         let cache: &BlockCache = self.cache;
-        let blocks = ids
-            .iter()
-            .filter_map(|id| self.loaded.get(id).or_else(|| cache.peek(*id)));
+        let blocks = ids.iter().filter_map(|id| {
+            self.loaded
+                .get(id)
+                .map(|b| &**b)
+                .or_else(|| cache.peek(*id))
+        });
         let mut out: BTreeMap<Key, Version> = BTreeMap::new();
         for blk in blocks {
             for v in blk.iter() {
