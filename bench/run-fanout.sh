@@ -73,6 +73,12 @@ args=(gw-fanout --targets "$TARGETS" --shards "$SHARDS" --server-core "$SERVER_C
       --rates "$RATES" --duration-s "$DURATION_S" --warmup-messages "$WARMUP_MESSAGES"
       --content-bytes "$CONTENT_BYTES" --ring-entries "$RING_ENTRIES" --note "$quiet")
 dir="$("$BIN" "${args[@]}" | tail -n 1)"
+busy_end="$(pgrep -c rustc || true)"
+if [[ "$busy_end" == 0 ]]; then
+    quiet_end="no rustc running when it ended"
+else
+    quiet_end="$busy_end rustc process(es) running when it ended: builds started during the run and shared the 2 vCPUs (the servers and the harness ran at nice $NICE in their own autogroup)"
+fi
 
 cat > "$dir/README.md" <<EOF
 # gw-fanout results
@@ -81,7 +87,7 @@ Written by \`bench/run-fanout.sh\`; the numbers, tables, ratios and the issue's 
 [summary.md](summary.md), every figure in results.json, plots in the SVG files.
 
 - Command: \`$BIN ${args[*]}\`
-- Machine load: $quiet.
+- Machine load: $quiet; $quiet_end.
 - Nice: $NICE for hearth, nginx and the harness (client threads and sender).
 - Hearth ran with its bench profile's \`ring_entries\` overridden to $RING_ENTRIES (0: not
   overridden): with the profile's 1024 entries the engine stops reading the sender's HTTP

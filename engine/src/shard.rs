@@ -709,6 +709,13 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
         }
         let service = c.service;
         let closing = c.closing;
+        // A multishot receive can end with data and no "more" flag (the kernel stops it when the
+        // completion queue overflows, for one): the connection must be re-armed, or it is never
+        // read again.
+        if !more && !closing && matches!(result, Ok(RecvChunk { buf: Some(_), .. })) {
+            c.rearm = true;
+            self.dirty.push(index);
+        }
         match result {
             Ok(RecvChunk { buf: Some(b), len }) => {
                 if !closing {
