@@ -534,13 +534,13 @@ impl GatewayState {
         without_content: Option<&SharedEvent>,
         allowed: Option<&[u64]>,
     ) -> usize {
-        let Some(list) = self.by_guild.get(&g) else {
+        // Take the list out (no copy per event on the fan-out path) so sessions can be borrowed
+        // mutably; delivering never changes the guild index, so it goes back unchanged.
+        let Some(list) = self.by_guild.get_mut(&g).map(std::mem::take) else {
             return 0;
         };
-        // Swap the list out so sessions can be borrowed mutably; put it back after.
-        let list = list.clone();
         let mut n = 0;
-        for i in list {
+        for &i in &list {
             let Some(Some(slot)) = self.slots.get(i as usize) else {
                 continue;
             };
@@ -560,6 +560,7 @@ impl GatewayState {
             };
             n += usize::from(self.deliver_index(i, ev));
         }
+        self.by_guild.insert(g, list);
         n
     }
 
