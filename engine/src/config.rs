@@ -47,6 +47,10 @@ pub const SEGMENT_BYTES_MAX: u64 = 4 << 30;
 pub const TOKEN_SECRET_BYTES_MIN: usize = 32;
 /// A token secret longer than this is a mistake (a pasted file, not a key).
 pub const TOKEN_SECRET_BYTES_MAX: usize = 1024;
+/// A control secret shorter than this is guessable.
+pub const CONTROL_SECRET_BYTES_MIN: usize = 16;
+/// A control secret longer than this would not fit comfortably in one header line.
+pub const CONTROL_SECRET_BYTES_MAX: usize = 512;
 
 const _: () = assert!(HTTP_HEADER_BYTES_MAX <= HTTP_BODY_BYTES_MAX);
 const _: () = assert!(GROUP_COMMIT_BYTES_MAX as u64 <= SEGMENT_BYTES_MAX);
@@ -312,12 +316,49 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// The bearer secret of the control and admin APIs; its text is never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ControlSecret(String);
+
+impl ControlSecret {
+    /// Check a secret: 16 to 512 visible ASCII characters (it travels in an HTTP header).
+    pub fn new(text: &str) -> Result<ControlSecret, &'static str> {
+        let ok_len = (CONTROL_SECRET_BYTES_MIN..=CONTROL_SECRET_BYTES_MAX).contains(&text.len());
+        if ok_len && text.bytes().all(|b| b.is_ascii_graphic()) {
+            Ok(ControlSecret(text.to_owned()))
+        } else {
+            Err("must be 16 to 512 visible ASCII characters (no spaces)")
+        }
+    }
+
+    /// The bytes clients send after `Authorization: Bearer `.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for ControlSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ControlSecret(<{} bytes redacted>)", self.0.len())
+    }
+}
+
+impl<'de> Deserialize<'de> for ControlSecret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        ControlSecret::new(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// `[secrets]`: keys the node signs with.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecretsConfig {
     /// HMAC key for session tokens, hex; when absent the node generates one per data directory.
     pub token_secret: Option<Secret>,
+    /// Bearer secret of `/control/*` and `/admin/*`; when absent those endpoints are open, which
+    /// is only allowed while `listen.http_addr` is a loopback address.
+    pub control_secret: Option<ControlSecret>,
 }
 
 /// `[log]`: how the node logs.
@@ -485,6 +526,17 @@ impl Config {
                     "must be a ws:// or wss:// URL with a host",
                 ));
             }
+        }
+        // An open control API on a reachable address would let anyone mint tokens and guilds.
+        if !l.http_addr.ip().is_loopback() && self.secrets.control_secret.is_none() {
+            return Err(FieldError::new(
+                "secrets.control_secret",
+                "(absent)",
+                format!(
+                    "required when listen.http_addr ({}) is not a loopback address",
+                    l.http_addr
+                ),
+            ));
         }
         if l.voice_public_ip.is_unspecified() {
             return Err(FieldError::new(

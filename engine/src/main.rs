@@ -96,6 +96,13 @@ fn node_spec(r: &ResolvedConfig, token_secret: Vec<u8>) -> NodeSpec {
             heartbeat_interval_ms: u64::from(limits.gateway_heartbeat_interval_ms),
             heartbeat_grace_ms: gateway_core::limits::HEARTBEAT_GRACE_MS,
             rest_rate_limits: limits.rest_rate_limits,
+            control_secret: r
+                .config
+                .secrets
+                .control_secret
+                .as_ref()
+                .map(|s| s.as_bytes().to_vec())
+                .unwrap_or_default(),
         },
     }
 }

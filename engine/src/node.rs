@@ -61,6 +61,8 @@ pub struct GatewaySpec {
     pub heartbeat_grace_ms: u64,
     /// Whether REST requests are rate limited.
     pub rest_rate_limits: bool,
+    /// Bearer secret of `/control/*` and `/admin/*`; empty: those endpoints are open.
+    pub control_secret: Vec<u8>,
 }
 
 impl std::fmt::Debug for GatewaySpec {
@@ -82,6 +84,7 @@ impl Default for GatewaySpec {
             heartbeat_interval_ms: gateway_core::limits::HEARTBEAT_INTERVAL_MS,
             heartbeat_grace_ms: gateway_core::limits::HEARTBEAT_GRACE_MS,
             rest_rate_limits: true,
+            control_secret: Vec::new(),
         }
     }
 }
@@ -240,6 +243,7 @@ fn shard_main(
     let seed = seed_from_os() ^ index as u64;
     shard.ctx.gw = GatewayState::new(index, gw_cfg, url.clone(), seed);
     shard.ctx.app = AppState::new(spec.gateway.worker_id, index, url);
+    shard.ctx.app.control_secret = spec.gateway.control_secret.clone();
     shard.ctx.rest_rate_limits = spec.gateway.rest_rate_limits;
     if let Some(dir) = &spec.data_dir {
         let dir = dir.join(format!("shard-{index}"));

@@ -42,9 +42,18 @@ fn hearth() -> Command {
 }
 
 fn start(shards: u32) -> Server {
-    let dir = TempDir::new("bin");
+    start_in(TempDir::new("bin"), shards, None)
+}
+
+/// Start the binary with its data in `dir`, optionally with a config file (flags still override
+/// the listen addresses, so it stays on ephemeral loopback ports).
+fn start_in(dir: TempDir, shards: u32, config: Option<&Path>) -> Server {
     let ready = dir.path().join("ready.json");
-    let child = hearth()
+    let mut cmd = hearth();
+    if let Some(path) = config {
+        cmd.arg("--config").arg(path);
+    }
+    let child = cmd
         .args(["--http-addr", "127.0.0.1:0", "--echo-addr", "127.0.0.1:0"])
         .args(["--shards", &shards.to_string()])
         .arg("--data-dir")
@@ -76,13 +85,20 @@ fn start(shards: u32) -> Server {
 }
 
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    request(addr, "GET", path, "", "")
+}
+
+/// One request on a fresh connection (`headers`: extra lines, each ending in CRLF).
+fn request(addr: SocketAddr, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_nodelay(true).expect("nodelay");
     s.set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{headers}\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .expect("write");
     let mut out = String::new();
@@ -143,6 +159,42 @@ fn serves_health_and_metrics_then_exits_zero_on_sigterm() {
 
     // An idle keep-alive connection is open while we stop: drain must still exit promptly.
     let _idle = TcpStream::connect(server.http).expect("idle connect");
+    let status = sigterm_and_wait(server);
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+}
+
+#[test]
+fn control_secret_from_the_config_guards_the_control_and_admin_apis() {
+    const SECRET: &str = "correct-horse-battery-staple";
+    let dir = TempDir::new("ctl");
+    let config = dir.path().join("hearth.toml");
+    std::fs::write(
+        &config,
+        format!("[secrets]\ncontrol_secret = \"{SECRET}\"\n"),
+    )
+    .expect("write config");
+    let server = start_in(dir, 1, Some(&config));
+    let user = r#"{"username":"alice"}"#;
+    let (status, _) = request(server.http, "POST", "/control/users", "", user);
+    assert_eq!(status, 401, "no credentials");
+    let wrong = "Authorization: Bearer correct-horse-battery-stapler\r\n";
+    let (status, _) = request(server.http, "POST", "/control/users", wrong, user);
+    assert_eq!(status, 401, "wrong secret");
+    let (status, _) = request(
+        server.http,
+        "POST",
+        "/admin/disconnect",
+        "",
+        r#"{"user_id":"1"}"#,
+    );
+    assert_eq!(status, 401, "admin endpoints take the same secret");
+    let right = format!("Authorization: Bearer {SECRET}\r\n");
+    let (status, body) = request(server.http, "POST", "/control/users", &right, user);
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert!(v["token"].as_str().is_some_and(|t| !t.is_empty()), "{v}");
+    // Health stays open for load balancers.
+    assert_eq!(get(server.http, "/healthz").0, 200);
     let status = sigterm_and_wait(server);
     assert_eq!(status.code(), Some(0), "exit status {status:?}");
 }

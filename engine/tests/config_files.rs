@@ -150,6 +150,33 @@ fn token_secret_is_checked_and_never_printed() {
 }
 
 #[test]
+fn control_secret_is_required_off_loopback_and_never_printed() {
+    let msg = config_error("[listen]\nhttp_addr = \"0.0.0.0:8080\"\n");
+    assert!(
+        msg.contains("secrets.control_secret") && msg.contains("loopback"),
+        "{msg}"
+    );
+    let good = "s3cret-s3cret-s3cret";
+    let config = Config::from_toml(
+        "t",
+        &format!(
+            "[listen]\nhttp_addr = \"0.0.0.0:8080\"\n[secrets]\ncontrol_secret = \"{good}\"\n"
+        ),
+    )
+    .unwrap();
+    let secret = config.secrets.control_secret.as_ref().unwrap();
+    assert_eq!(secret.as_bytes(), good.as_bytes());
+    assert!(!format!("{config:?}").contains(good));
+    for bad in ["short", "has a space in it ok", &"x".repeat(513)] {
+        let msg = config_error(&format!("[secrets]\ncontrol_secret = \"{bad}\"\n"));
+        assert!(
+            msg.contains("secrets.control_secret") && msg.contains("visible ASCII"),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
 fn check_config_reports_a_bad_profile_file_by_field() {
     let dir = scratch("bad-profile");
     let profile = std::fs::read_to_string(repo_root().join("hardware-profiles/dev.toml"))

@@ -73,6 +73,7 @@ impl TestNode {
                 heartbeat_interval_ms: HEARTBEAT_MS,
                 heartbeat_grace_ms: GRACE_MS,
                 rest_rate_limits,
+                ..GatewaySpec::default()
             },
         })
         .expect("node starts");

@@ -44,6 +44,7 @@ pub fn start_with(
             heartbeat_interval_ms,
             heartbeat_grace_ms: grace_ms,
             rest_rate_limits: true,
+            ..GatewaySpec::default()
         },
     })
     .expect("node starts")
