@@ -4,8 +4,12 @@
 # commit), one core. Installs librocksdb-dev if missing (root), builds store-bench in release
 # with the `rocksdb` feature and runs it. Results land in bench/results/store-<UTC stamp>/.
 #
-# Environment overrides: MESSAGES, CHANNELS, CONCURRENCY, CORE, NICE, DATA_DIR, OUT_DIR,
-# ENGINES, WAIT_FOR_BUILDS (seconds to wait for running rustc processes to finish, default 900),
+# Besides the max-throughput phase (CONCURRENCY appends always outstanding), both stores get the
+# same fixed offered rates (RATES appends/s, RATE_PHASE_S seconds each, latency from each
+# append's due time), where an append p99 means something other than queueing.
+#
+# Environment overrides: MESSAGES, CHANNELS, CONCURRENCY, RATES, RATE_PHASE_S, CORE, NICE,
+# DATA_DIR, OUT_DIR, ENGINES, WAIT_FOR_BUILDS (seconds to wait for running rustc processes to finish, default 900),
 # CARGO_TARGET_DIR. Extra arguments go to store-bench (e.g. --note "...").
 set -euo pipefail
 
@@ -14,6 +18,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 MESSAGES="${MESSAGES:-600000}"
 CHANNELS="${CHANNELS:-1000}"
 CONCURRENCY="${CONCURRENCY:-64}"
+RATES="${RATES:-5000,9000,18000}"
+RATE_PHASE_S="${RATE_PHASE_S:-8}"
 CORE="${CORE:-0}"
 DATA_DIR="${DATA_DIR:-/var/tmp/hearth-store-bench}"
 OUT_DIR="${OUT_DIR:-bench/results}"
@@ -41,5 +47,5 @@ done
 if [[ "$(id -u)" == 0 ]]; then NICE="${NICE:--19}"; else NICE="${NICE:-0}"; fi
 
 "$CARGO_TARGET_DIR/release/store-bench" --messages "$MESSAGES" --channels "$CHANNELS" \
-    --concurrency "$CONCURRENCY" --core "$CORE" --nice "$NICE" --data-dir "$DATA_DIR" \
+    --concurrency "$CONCURRENCY" --rates "$RATES" --rate-phase-s "$RATE_PHASE_S" --core "$CORE" --nice "$NICE" --data-dir "$DATA_DIR" \
     --out-dir "$OUT_DIR" --engines "$ENGINES" "$@"

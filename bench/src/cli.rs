@@ -46,6 +46,9 @@ pub enum Command {
     GwBroadcast(crate::gateway::cli::GwBroadcastArgs),
     /// Gateway: guild messages fanned out to 1k/5k/10k members at fixed rates (vs Nchan).
     GwFanout(crate::gateway::fanout::GwFanoutArgs),
+    /// Voice: packets forwarded per server CPU-second, added latency and loss over rooms ×
+    /// participants × speakers (vs Janus VideoRoom with SRTP forwarders).
+    VoiceForward(crate::voice::VoiceForwardArgs),
     /// Internal: one client process of the gateway scenarios.
     #[command(hide = true)]
     GwClient(crate::gateway::cli::GwClientArgs),

@@ -22,5 +22,6 @@ pub mod server;
 pub mod store;
 pub mod sys;
 pub mod utc;
+pub mod voice;
 
 pub use error::BenchError;

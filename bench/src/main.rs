@@ -58,6 +58,7 @@ fn run(cli: Cli) -> Result<(), BenchError> {
             Ok(())
         }
         Command::GwFanout(args) => bench::gateway::fanout::main(&args),
+        Command::VoiceForward(args) => bench::voice::main(&args),
         Command::GwClient(args) => bench::gateway::client::main(args.into_config()?),
     }
 }

@@ -126,6 +126,8 @@ pub struct AppState {
     /// Bot user id -> the public user object of its application's owner, for the bots whose
     /// home is this shard and whose owner the control plane named.
     pub application_owners: HashMap<u64, serde_json::Value>,
+    /// Durable metadata: dirty keys and replies held until their group is durable.
+    pub meta: crate::meta::Meta,
 }
 
 impl std::fmt::Debug for AppState {
@@ -150,6 +152,7 @@ impl AppState {
             rest_limiter: crate::rest::RateLimiter::new(crate::rest::RateLimitConfig::default()),
             control_secret: Vec::new(),
             application_owners: HashMap::new(),
+            meta: Default::default(),
         }
     }
 }
@@ -296,6 +299,10 @@ fn finish_identify(
         if let Some(u) = h.app.users.get_mut(&user_id)
             && u.sessions.len() < SESSIONS_PER_USER_MAX
         {
+            // Most users hold one session: room for exactly one instead of Vec's first four.
+            if u.sessions.is_empty() {
+                u.sessions.reserve_exact(1);
+            }
             u.sessions.push((me, sid));
         }
     });
@@ -509,6 +516,15 @@ impl HttpHandler for App {
             }
             ("POST", "/admin/broadcast") => Self::broadcast(ctx, conn, req),
             ("POST", "/admin/disconnect") => Self::disconnect(ctx, conn, req),
+            // Voice (issue 6): voice server list, drain and fault injection (every method takes
+            // the secret: a drain moves users, a fault switch breaks health checks).
+            (_, p) if p.starts_with(crate::voice::admin::SERVERS_PATH) => {
+                if admin_allowed(ctx, req) {
+                    crate::voice::admin::handle(ctx, conn, req)
+                } else {
+                    Routed::Now(crate::rest::ApiError::unauthorized().into_response())
+                }
+            }
             _ => self.ops.handle(ctx, conn, req),
         }
     }

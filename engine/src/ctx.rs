@@ -156,6 +156,7 @@ impl ShardCtx {
             gateway: self.gw.stats,
             sessions: self.gw.session_count() as u64,
             voice: self.voice.snapshot(),
+            meta: self.app.meta.stats,
         }
     }
 

@@ -640,14 +640,22 @@ impl GatewayState {
         }
     }
 
-    /// Moves the queued frames of `r` into `f` (head copied, shared tail by reference); returns
-    /// whether the session has closed (the connection is shut once this output is sent).
-    pub fn drain_output(&mut self, r: SessionRef, mut f: impl FnMut(&[u8], &Bytes)) -> bool {
+    /// Whether `r` has frames waiting, or has closed (its close must still reach the socket).
+    pub fn has_output(&mut self, r: SessionRef) -> bool {
+        self.get_mut(r)
+            .is_none_or(|s| s.session.is_closed() || !s.session.output().is_empty())
+    }
+
+    /// Moves the queued frames of `r` into `f` (head to copy, shared tail handed over; empty
+    /// for frames without one); returns whether the session has closed (the connection is shut
+    /// once this output is sent).
+    pub fn drain_output(&mut self, r: SessionRef, mut f: impl FnMut(&[u8], Bytes)) -> bool {
         let Some(slot) = self.get_mut(r) else {
             return true;
         };
-        while let Some(frame) = slot.session.output().pop() {
-            f(frame.head(), frame.tail());
+        while let Some(mut frame) = slot.session.output().pop() {
+            let tail = frame.take_tail();
+            f(frame.head(), tail);
         }
         slot.session.is_closed()
     }

@@ -209,8 +209,12 @@ impl DirectoryChange {
 /// Publishes the events of an operation on guild `g` (owned here): fans them out and keeps the
 /// channel and invite directories of every shard current.
 pub fn publish(ctx: &mut ShardCtx, g: u64, events: &[GuildEvent]) {
+    // Durable metadata: what the events say changed is journaled at the end of the turn.
+    ctx.app.meta.note_events(g, events);
     fan_out(ctx, g, events);
     DirectoryChange::from_events(events).broadcast(ctx, g);
+    // Voice (issue 6): role, member and channel changes re-evaluate who may be in voice.
+    crate::voice::owner::after_guild_events(ctx, g, events);
 }
 
 /// Asks the owner of `g` for GUILD_CREATE for the user of session `r` and delivers it, then
@@ -226,14 +230,16 @@ pub fn request_guild_create(
     ctx.call(
         owner_shard(g, ctx.shards()),
         move |c: &mut ShardCtx| {
+            let voice_states = crate::voice::owner::guild_voice_states(c, g);
             let e = c.app.guilds.by_id.get_mut(&g)?;
             if !e.guild.is_member(user) {
                 return None;
             }
             e.session_shards |= 1 << me;
-            let v = e
-                .guild
-                .to_guild_create(&GuildCreateOptions::for_user(user, large_threshold));
+            let v = e.guild.to_guild_create(&GuildCreateOptions {
+                voice_states: &voice_states,
+                ..GuildCreateOptions::for_user(user, large_threshold)
+            });
             SharedEvent::new("GUILD_CREATE", &v, intents::GUILDS).ok()
         },
         move |c: &mut ShardCtx, ev: Option<SharedEvent>| {
@@ -353,6 +359,9 @@ pub fn create_guild(
     }
     let json = guild.to_guild_json();
     let channels: Vec<u64> = guild.channels().map(|c| c.id).collect();
+    // Durable metadata: the new guild's core and its owner's membership.
+    ctx.app.meta.note_guild(g);
+    ctx.app.meta.note_member(g, guild.owner_id());
     ctx.app.guilds.by_id.insert(
         g,
         GuildEntry {
@@ -376,6 +385,8 @@ pub fn dissolve(ctx: &mut ShardCtx, g: u64) -> bool {
     let Some(e) = ctx.app.guilds.by_id.remove(&g) else {
         return false;
     };
+    // Durable metadata: a dirty core of a missing guild is journaled as its deletion.
+    ctx.app.meta.note_guild(g);
     DirectoryChange {
         remove_channels: e.guild.channels().map(|c| c.id).collect(),
         remove_invites: e.guild.invites().map(|i| i.code.clone()).collect(),

@@ -11,6 +11,8 @@ pub mod guilds;
 pub mod http;
 pub mod mailbox;
 pub mod messages;
+pub mod meta;
+pub mod meta_format;
 pub mod metrics;
 pub mod node;
 pub mod presence;

@@ -54,6 +54,8 @@ pub struct ShardSnapshot {
     pub sessions: u64,
     /// Voice server counters.
     pub voice: crate::voice::VoiceStats,
+    /// Metadata journal counters.
+    pub meta: crate::meta::MetaStats,
 }
 
 /// A named counter series: name, help text, and how to read it from a snapshot.
@@ -258,6 +260,39 @@ pub fn render_prometheus(shards: &[ShardSnapshot], out: &mut String) {
         shards,
         |s| s.stats.gateway_commands_unrouted,
     );
+    let meta: [Series; 6] = [
+        (
+            "meta_groups_total",
+            "Metadata journal group commits (one write and one fdatasync each).",
+            |s| s.meta.groups,
+        ),
+        ("meta_records_total", "Metadata records written.", |s| {
+            s.meta.records
+        }),
+        (
+            "meta_bytes_total",
+            "Bytes appended to the metadata journal.",
+            |s| s.meta.bytes,
+        ),
+        (
+            "meta_checkpoints_total",
+            "Metadata snapshots written.",
+            |s| s.meta.checkpoints,
+        ),
+        (
+            "meta_failures_total",
+            "Metadata writes, syncs or checkpoints that failed.",
+            |s| s.meta.failures,
+        ),
+        (
+            "meta_held_replies_total",
+            "Replies held until their metadata change was durable.",
+            |s| s.meta.held_replies,
+        ),
+    ];
+    for (name, help, f) in meta {
+        metric(out, name, c, help, shards, f);
+    }
     let voice: Vec<(usize, crate::voice::VoiceStats)> =
         shards.iter().map(|s| (s.shard, s.voice)).collect();
     crate::voice::render_prometheus(&voice, out);

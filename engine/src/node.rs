@@ -129,6 +129,9 @@ pub enum NodeError {
     /// Voice (issue 6): the voice gateway's TLS configuration could not be built.
     #[error("voice tls: {0}")]
     Voice(#[from] crate::voice::TlsSetupError),
+    /// The metadata (users, guilds) in the data directory could not be recovered.
+    #[error("metadata recovery: {0}")]
+    Meta(#[from] crate::meta::MetaError),
 }
 
 /// A running node.
@@ -174,6 +177,8 @@ fn seed_from_os() -> u64 {
 
 type Ready = Result<(BoundAddrs, Arc<dyn RemoteWaker>), NodeError>;
 
+// One argument per thing the thread takes ownership of; bundling them would only move the list.
+#[allow(clippy::too_many_arguments)]
 fn shard_main(
     index: usize,
     spec: NodeSpec,
@@ -182,6 +187,7 @@ fn shard_main(
     stop: Arc<AtomicBool>,
     ready: mpsc::Sender<Ready>,
     voice: Option<crate::voice::VoiceSetup>,
+    recovered: Option<crate::meta::Recovered>,
 ) -> Result<(), NodeError> {
     let core = spec.cores.get(index).copied();
     let setup = || -> Result<Shard<UringDriver, App>, NodeError> {
@@ -259,6 +265,20 @@ fn shard_main(
             }
         }
     }
+    // Durable metadata: the recovered users and guilds go in before the shard serves anything.
+    if let (Some(dir), Some(r)) = (&spec.data_dir, recovered) {
+        let dir = dir.join(format!("shard-{index}"));
+        let generation = r.generation;
+        crate::meta::install(&mut shard.ctx, r);
+        match FsDir::new(&dir) {
+            Ok(fs) => shard.attach_meta(crate::meta::MetaIo::new(fs, generation)),
+            Err(e) => {
+                tracing::error!(shard = index, dir = %dir.display(), error = %e, "metadata");
+                let _ = ready.send(Err(NodeError::Thread(index)));
+                return Err(NodeError::Thread(index));
+            }
+        }
+    }
     let _ = ready.send(Ok((bound, shard.driver_remote_waker())));
     drop(ready);
     tracing::info!(shard = index, ?core, http = %bound.http, "shard running");
@@ -288,6 +308,14 @@ impl Node {
             true => Some(crate::voice::VoiceSetup::new(voice, spec.shards)?),
             false => None,
         };
+        // Durable metadata is read before any shard exists, so no shard serves a partial state.
+        let mut recovered: Vec<Option<crate::meta::Recovered>> = match &spec.data_dir {
+            Some(dir) => crate::meta::recover_node(dir, spec.shards)?
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => Vec::new(),
+        };
         let mesh = Mesh::<ShardMsg>::new(spec.shards, spec.mailbox_capacity)?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(spec.shards);
@@ -301,9 +329,12 @@ impl Node {
             let (tx, rx) = mpsc::channel();
             let (spec2, mesh2, stop2) = (spec.clone(), Arc::clone(&mesh), Arc::clone(&stop));
             let voice2 = voice.clone();
+            let recovered2 = recovered.get_mut(index).and_then(Option::take);
             let handle = std::thread::Builder::new()
                 .name(format!("shard-{index}"))
-                .spawn(move || shard_main(index, spec2, mesh2, addrs, stop2, tx, voice2))
+                .spawn(move || {
+                    shard_main(index, spec2, mesh2, addrs, stop2, tx, voice2, recovered2)
+                })
                 .map_err(|_| NodeError::Thread(index))?;
             match rx.recv() {
                 Ok(Ok((bound, waker))) => {

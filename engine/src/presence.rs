@@ -49,12 +49,14 @@ pub struct GuildPresence {
 /// One user's presence on their home shard.
 #[derive(Debug, Default)]
 struct UserPresence {
-    status: String,
+    /// One of `STATUSES` ("" before the first session): a static name, so an online user holds
+    /// no heap for it.
+    status: &'static str,
     activities: Vec<Value>,
     sessions: u32,
     offline_at_ms: Option<u64>,
     /// What was last sent to the guilds (to skip no-op flushes).
-    sent: Option<(String, usize)>,
+    sent: Option<(&'static str, usize)>,
 }
 
 /// The presence state a home shard keeps for its users.
@@ -88,7 +90,7 @@ pub fn session_up(ctx: &mut ShardCtx, user: u64) {
         p.sessions += 1;
         p.offline_at_ms = None;
         if p.status.is_empty() || p.status == "offline" {
-            p.status = "online".into();
+            p.status = "online";
             h.presence.dirty.push(user);
         }
         let _ = now;
@@ -113,11 +115,11 @@ pub fn on_presence_update(ctx: &mut ShardCtx, r: SessionRef, p: PresenceUpdate) 
     let Some((_, user)) = ctx.gw.identity(r) else {
         return;
     };
-    let status = if STATUSES.contains(&p.status.as_str()) {
-        p.status
-    } else {
-        "online".into()
-    };
+    let status = STATUSES
+        .iter()
+        .copied()
+        .find(|s| *s == p.status)
+        .unwrap_or("online");
     let mut activities = p.activities;
     activities.truncate(ACTIVITIES_MAX);
     ctx.invoke_on_reliably(owner_shard(user, ctx.shards()), move |h: &mut ShardCtx| {
@@ -154,7 +156,7 @@ pub fn tick(ctx: &mut ShardCtx) {
     for (&user, p) in ctx.presence.users.iter_mut() {
         if p.offline_at_ms.is_some_and(|t| now >= t) {
             p.offline_at_ms = None;
-            p.status = "offline".into();
+            p.status = "offline";
             dirty.push(user);
         }
     }
@@ -167,9 +169,9 @@ pub fn tick(ctx: &mut ShardCtx) {
         let visible = if p.status == "invisible" {
             "offline"
         } else {
-            p.status.as_str()
+            p.status
         };
-        let key = (visible.to_owned(), p.activities.len());
+        let key = (visible, p.activities.len());
         if p.sent.as_ref() == Some(&key) && visible != "online" {
             continue;
         }

@@ -170,7 +170,8 @@ pub fn on_owner(
         move |o: &mut ShardCtx| match op(o) {
             Ok(out) => {
                 guilds::publish(o, g, &out.events);
-                reply.send(o, out.response());
+                // Held until the operation's metadata records are durable.
+                crate::meta::send_when_durable(o, reply, out.response());
             }
             Err(e) => reply.error(o, e),
         },
@@ -1242,7 +1243,8 @@ fn evict(
                         });
                         guilds::publish(o, g, &events);
                         guilds::evict_sessions(o, g, target, sessions);
-                        reply.no_content(o);
+                        let resp = Response::new(204, "application/json", "");
+                        crate::meta::send_when_durable(o, reply, resp);
                     }
                     Err(e) => reply.error(o, e),
                 }
@@ -1277,7 +1279,7 @@ fn create_guild_flow(
         h.invoke_on_reliably(owner_shard(g, h.shards()), move |o: &mut ShardCtx| {
             match guilds::create_guild(o, g, &name, info, settings) {
                 Ok(v) => {
-                    reply.json(o, status, &v);
+                    crate::meta::json_when_durable(o, reply, status, &v);
                     guilds::subscribe_user_sessions(o, owner, g);
                 }
                 Err(e) => {
@@ -1319,7 +1321,7 @@ fn join_flow(
             move |o: &mut ShardCtx| match join(o, info) {
                 Ok(out) => {
                     guilds::publish(o, g, &out.events);
-                    reply.send(o, out.response());
+                    crate::meta::send_when_durable(o, reply, out.response());
                     guilds::subscribe_user_sessions(o, user, g);
                 }
                 Err(e) => reply.error(o, e),
@@ -1435,7 +1437,9 @@ fn create_user(
             v["application"] = application_json(&record, owner.as_ref());
         }
         h.app.users.insert(id, record);
-        reply.json(h, 200, &v);
+        // The token is only useful if the user survives a restart: answer once it is durable.
+        h.app.meta.note_user(id);
+        crate::meta::json_when_durable(h, reply, 200, &v);
     });
     Routed::Later
 }

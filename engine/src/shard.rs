@@ -32,12 +32,20 @@ use crate::store_io::{FsDir, StoreIo};
 pub const IDLE_WAIT_NS_MAX: u64 = 1_000_000_000;
 /// Cross-shard tasks taken per source shard per turn.
 pub const TASKS_PER_SOURCE_PER_TURN: usize = 64;
-/// Idle `SendBuf`s a shard keeps for reuse.
-pub const SENDBUF_POOL_MAX: usize = 4096;
+/// Idle `SendBuf`s a shard keeps for reuse, and never more than its connection limit. A
+/// broadcast puts one send in flight per connection; with a pool smaller than that, every event
+/// past it freed and allocated a buffer per delivery.
+pub const SENDBUF_POOL_MAX: usize = 65_536;
 /// Bytes an echo connection may have queued before its receive is paused (backpressure).
 pub const ECHO_QUEUE_BYTES_MAX: usize = 256 * 1024;
 /// Bytes an HTTP connection may hold of a partial request beyond the header and body limits.
 pub const HTTP_SLACK_BYTES: usize = 1024;
+/// After an error response (400/408/413/431) the shard shuts down its sending half and reads and
+/// discards what the client still sends for at most this long before closing: closing with
+/// unread input makes the kernel send a reset, which can destroy the response in flight.
+pub const HTTP_LINGER_NS_MAX: u64 = 2_000_000_000;
+/// Bytes a lingering connection may discard before it is closed anyway.
+pub const HTTP_LINGER_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Bytes of control replies (pongs) a gateway connection may have queued; a client pinging
 /// faster than it reads is disconnected.
 pub const WS_CONTROL_QUEUE_BYTES_MAX: usize = 64 * 1024;
@@ -98,6 +106,7 @@ const KIND_SEND: u64 = 3;
 const KIND_CLOSE: u64 = 4;
 const KIND_CANCEL: u64 = 5;
 const KIND_LISTENER_CLOSE: u64 = 6;
+const KIND_SHUTDOWN: u64 = 7;
 const GEN_MASK: u32 = 0x00ff_ffff;
 
 fn token(kind: u64, generation: u32, index: u32) -> Token {
@@ -136,6 +145,16 @@ struct Conn {
     close_after_flush: bool,
     /// Close submitted; the slot is freed when `ops` reaches zero.
     closing: bool,
+    /// The close after the queued output is a lingering one (an HTTP error response: the client
+    /// may still be sending).
+    linger_on_close: bool,
+    /// Sending half shut down; input is read and discarded until EOF, the deadline or
+    /// `linger_left` bytes, then the connection closes.
+    lingering: bool,
+    /// Bytes a lingering connection may still discard.
+    linger_left: usize,
+    /// The driver took the Close (the slot may be freed once `ops` is zero).
+    close_sent: bool,
     /// An HTTP response is being computed on other shards; later requests wait behind it.
     http_waiting: bool,
     /// The keep-alive decision for the response being computed.
@@ -178,6 +197,8 @@ pub struct Shard<D: Driver, H: HttpHandler> {
     drain_started_ns: Option<u64>,
     /// Listener closes submitted and not yet completed.
     listener_closes: u32,
+    /// Connections (index, generation) whose Close the driver refused (queue or table full).
+    close_retry: Vec<(u32, u32)>,
     stopped: bool,
     /// Received WebSocket bytes being decoded (reused; holds nothing between receives).
     ws_scratch: Vec<u8>,
@@ -191,6 +212,8 @@ pub struct Shard<D: Driver, H: HttpHandler> {
     store_io: Option<StoreIo<FsDir>>,
     /// Store events taken this turn.
     store_events: Vec<msgstore::Event>,
+    /// Runs this shard's metadata journal on the driver, when it has a data directory.
+    meta_io: Option<crate::meta::MetaIo<FsDir>>,
 }
 
 /// Top 8 bits of the tokens of message-store operations (the shard's own kinds are below).
@@ -213,6 +236,7 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
     pub fn new(driver: D, mut ctx: ShardCtx, handler: H, cfg: ShardConfig) -> Self {
         ctx.mail.register_waker(driver.remote_waker());
         ctx.core = cfg.core;
+        let pool_max = cfg.max_connections as usize;
         Shard {
             ctx,
             driver,
@@ -223,11 +247,12 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
             free: Vec::new(),
             next_generation: 1,
             completions: Vec::with_capacity(1024),
-            sendbufs: Pool::new(SENDBUF_POOL_MAX, new_sendbuf),
+            sendbufs: Pool::new(SENDBUF_POOL_MAX.min(pool_max), new_sendbuf),
             timers: BinaryHeap::new(),
             dirty: Vec::new(),
             drain_started_ns: None,
             listener_closes: 0,
+            close_retry: Vec::new(),
             stopped: false,
             ws_scratch: Vec::new(),
             ws_ctrl: Vec::new(),
@@ -235,6 +260,21 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
             conn_scratch: Vec::new(),
             store_io: None,
             store_events: Vec::new(),
+            meta_io: None,
+        }
+    }
+
+    /// Gives the shard its metadata journal (recovered state already installed); its first
+    /// pump checkpoints, before which no change is acknowledged.
+    pub fn attach_meta(&mut self, io: crate::meta::MetaIo<FsDir>) {
+        crate::meta::enable(&mut self.ctx.app.meta);
+        self.meta_io = Some(io);
+    }
+
+    /// Forms this turn's metadata group (or a checkpoint) and hands it to the driver.
+    fn pump_meta(&mut self) {
+        if let Some(io) = self.meta_io.as_mut() {
+            io.pump(&mut self.ctx, &mut self.driver);
         }
     }
 
@@ -442,6 +482,10 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
             send_in_flight: false,
             close_after_flush: false,
             closing: false,
+            linger_on_close: false,
+            lingering: false,
+            linger_left: 0,
+            close_sent: false,
             http_waiting: false,
             http_keep_alive: true,
             deadline_ns: 0,
@@ -512,10 +556,70 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
         }
         let t = token(KIND_CLOSE, c.generation, index);
         let socket = c.socket;
-        if self.driver.submit(t, Op::Close { socket }).is_ok() {
-            c.ops += 1;
+        match self.driver.submit(t, Op::Close { socket }) {
+            Ok(()) => {
+                c.ops += 1;
+                c.close_sent = true;
+            }
+            // The driver no longer knows the socket: nothing is left to close.
+            Err(DriverError::Unknown(_)) => c.close_sent = true,
+            // The submission queue or the in-flight table is full. The close must still happen:
+            // dropped, the socket and a receive armed on it would outlive the connection, and a
+            // drain would never finish. Retried each turn.
+            Err(_) => self.close_retry.push((index, c.generation)),
         }
         self.maybe_free(index);
+    }
+
+    /// Submits the closes the driver refused earlier.
+    fn retry_closes(&mut self) {
+        let mut list = std::mem::take(&mut self.close_retry);
+        for &(index, generation) in &list {
+            let Some(c) = slot(&mut self.conns, index, generation) else {
+                continue;
+            };
+            if c.close_sent {
+                continue;
+            }
+            let t = token(KIND_CLOSE, generation, index);
+            let socket = c.socket;
+            match self.driver.submit(t, Op::Close { socket }) {
+                Ok(()) => {
+                    c.ops += 1;
+                    c.close_sent = true;
+                }
+                Err(DriverError::Unknown(_)) => c.close_sent = true,
+                Err(_) => self.close_retry.push((index, generation)),
+            }
+            self.maybe_free(index);
+        }
+        list.clear();
+        if self.close_retry.is_empty() {
+            self.close_retry = list;
+        }
+    }
+
+    /// A lingering close: shut down the sending half (the client reads the whole response, then
+    /// EOF) and read and discard its input until EOF or a bound, then close. A close with unread
+    /// input would send a reset instead, which can destroy the response before it is read.
+    fn start_linger(&mut self, index: u32) {
+        let Some(c) = self.conns.get_mut(index as usize).and_then(|c| c.as_mut()) else {
+            return;
+        };
+        let t = token(KIND_SHUTDOWN, c.generation, index);
+        let socket = c.socket;
+        if self.driver.submit(t, Op::ShutdownWrite { socket }).is_err() {
+            self.close_conn(index);
+            return;
+        }
+        c.ops += 1;
+        c.lingering = true;
+        c.linger_left = HTTP_LINGER_BYTES_MAX;
+        c.inbuf = Vec::new();
+        let d = self.driver.now_ns() + HTTP_LINGER_NS_MAX;
+        self.set_deadline(index, d);
+        // The receive may have ended (with data, say): the discarding needs it armed.
+        self.arm_recv(index);
     }
 
     fn maybe_free(&mut self, index: u32) {
@@ -523,7 +627,7 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
             .conns
             .get(index as usize)
             .and_then(|c| c.as_ref())
-            .is_some_and(|c| c.closing && c.ops == 0);
+            .is_some_and(|c| c.closing && c.close_sent && c.ops == 0);
         if done && let Some(mut c) = self.conns.get_mut(index as usize).and_then(|c| c.take()) {
             if let Some(mut q) = c.queued.take() {
                 q.clear();
@@ -565,15 +669,14 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
             if c.service == Service::Gateway
                 && !c.send_in_flight
                 && let Some(r) = c.session
+                && self.ctx.gw.has_output(r)
             {
                 // Session frames move to the socket only when no send is in flight, so a slow
                 // reader's backlog stays in the session's bounded queue (overflow closes it).
                 let q = c.queued.get_or_insert_with(|| self.sendbufs.take());
                 let closed = self.ctx.gw.drain_output(r, |head, tail| {
                     q.push_bytes(head);
-                    if !tail.is_empty() {
-                        q.push_shared(tail.clone());
-                    }
+                    q.push_shared(tail);
                 });
                 if closed {
                     c.close_after_flush = true;
@@ -614,6 +717,13 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
                 None => continue,
             };
             let queued = c.queued.as_ref().map_or(0, |q| q.remaining());
+            // An idle connection holds no send buffer: an empty one goes back to the pool.
+            if queued == 0
+                && let Some(mut q) = c.queued.take()
+            {
+                q.clear();
+                self.sendbufs.give(q);
+            }
             if c.paused && queued == 0 {
                 c.paused = false;
                 c.rearm = true;
@@ -626,8 +736,17 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
                 Some(c) => c,
                 None => continue,
             };
-            if c.close_after_flush && !c.send_in_flight && queued == 0 && !c.http_waiting {
-                self.close_conn(index);
+            if c.close_after_flush
+                && !c.send_in_flight
+                && queued == 0
+                && !c.http_waiting
+                && !c.lingering
+            {
+                if c.linger_on_close && !self.ctx.draining {
+                    self.start_linger(index);
+                } else {
+                    self.close_conn(index);
+                }
             }
         }
         dirty.clear();
@@ -709,6 +828,7 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
         }
         let service = c.service;
         let closing = c.closing;
+        let lingering = c.lingering;
         // A multishot receive can end with data and no "more" flag (the kernel stops it when the
         // completion queue overflows, for one): the connection must be re-armed, or it is never
         // read again.
@@ -717,6 +837,16 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
             self.dirty.push(index);
         }
         match result {
+            Ok(RecvChunk { buf: Some(b), len }) if lingering => {
+                // Discarded: the connection is being closed after an error response.
+                self.driver.release_buf(b);
+                if let Some(c) = self.conns[index as usize].as_mut() {
+                    c.linger_left = c.linger_left.saturating_sub(len);
+                    if c.linger_left == 0 && !closing {
+                        self.close_conn(index);
+                    }
+                }
+            }
             Ok(RecvChunk { buf: Some(b), len }) => {
                 if !closing {
                     // Copy out, release at once: provided buffers go back to the ring as soon as
@@ -730,20 +860,31 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
                                 if q.remaining() > ECHO_QUEUE_BYTES_MAX && c.recv_armed && !c.paused
                                 {
                                     c.paused = true;
-                                    let _ = self.driver.submit(
-                                        token(KIND_CANCEL, c.generation, index),
-                                        Op::Cancel {
-                                            target: token(KIND_RECV, c.generation, index),
-                                        },
-                                    );
-                                    c.ops += 1;
+                                    // Counted only if taken: a cancel that never completes
+                                    // would keep the slot (and a drain) from ever finishing.
+                                    if self
+                                        .driver
+                                        .submit(
+                                            token(KIND_CANCEL, c.generation, index),
+                                            Op::Cancel {
+                                                target: token(KIND_RECV, c.generation, index),
+                                            },
+                                        )
+                                        .is_ok()
+                                    {
+                                        c.ops += 1;
+                                    }
                                 }
                             }
                             self.dirty.push(index);
                         }
                         Service::Http => {
                             let data = self.driver.recv_buf(b, len);
-                            if let Some(c) = self.conns[index as usize].as_mut() {
+                            if let Some(c) = self.conns[index as usize].as_mut()
+                                && !c.close_after_flush
+                            {
+                                // Input after the response that ends the connection is never
+                                // parsed: it is dropped rather than held without bound.
                                 c.inbuf.extend_from_slice(data);
                             }
                         }
@@ -775,10 +916,15 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
                 }
             }
             Ok(RecvChunk { buf: None, .. }) => {
-                // EOF: finish sending what is queued, then close.
+                // EOF: finish sending what is queued, then close (at once if lingering: the
+                // client has stopped sending, so nothing is left to drain).
                 if let Some(c) = self.conns[index as usize].as_mut() {
                     c.close_after_flush = true;
+                    c.linger_on_close = false;
                     c.inbuf = Vec::new();
+                }
+                if lingering && !closing {
+                    self.close_conn(index);
                 }
                 self.dirty.push(index);
             }
@@ -850,6 +996,8 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
                 }
                 Err(e) => {
                     c.inbuf = Vec::new();
+                    // The client may still be sending (a body over the limit, say).
+                    c.linger_on_close = true;
                     self.queue_response(index, &Response::for_error(e), false, false);
                     break;
                 }
@@ -1091,6 +1239,16 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
             CompletionKind::Close { .. } if kind == KIND_LISTENER_CLOSE => {
                 self.listener_closes = self.listener_closes.saturating_sub(1);
             }
+            CompletionKind::ShutdownWrite { result, .. } if kind == KIND_SHUTDOWN => {
+                if let Some(c) = self.conn_mut(index, generation) {
+                    c.ops -= 1;
+                    if result.is_err() {
+                        // The connection is already gone: nothing to linger for.
+                        self.close_conn(index);
+                    }
+                }
+                self.maybe_free(index);
+            }
             CompletionKind::Cancel { .. } if kind == KIND_CANCEL => {
                 if let Some(c) = self.conn_mut(index, generation) {
                     c.ops -= 1;
@@ -1121,6 +1279,11 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
                 continue;
             }
             c.deadline_ns = 0;
+            if c.lingering {
+                // The lingering bound: close now, whatever the client is still sending.
+                self.close_conn(index);
+                continue;
+            }
             if c.service == Service::Gateway {
                 match c.session {
                     Some(r) => match self.ctx.gw.on_timer(r, self.ctx.now_ms) {
@@ -1148,6 +1311,7 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
             if !c.inbuf.is_empty() {
                 // Headers not complete in time.
                 c.inbuf = Vec::new();
+                c.linger_on_close = true;
                 self.queue_response(
                     index,
                     &Response::text(408, "request timeout\n"),
@@ -1199,6 +1363,7 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
         self.expire_timers(now);
         // Voice (issue 6): session clocks, UDP re-arm, connections with output.
         self.ctx.voice.pump(&mut self.driver, self.ctx.now_ms);
+        crate::voice::health_tick(&mut self.ctx);
         self.collect_voice_work();
         self.collect_gateway_work();
         if let Some(start) = self.drain_started_ns
@@ -1208,16 +1373,24 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
                 self.close_conn(i);
             }
         }
+        self.retry_closes();
         self.flush_dirty();
         // Every append of this turn goes out as one group commit.
         self.pump_store(true);
+        // So do this turn's metadata changes (one write + one fdatasync).
+        self.pump_meta();
         self.collect_gateway_work();
         self.flush_dirty();
         self.ctx.flush_backlog();
         self.ctx.mail.flush_wakeups();
 
         let busy = !self.dirty.is_empty()
+            || !self.close_retry.is_empty()
             || self.store_busy()
+            || self
+                .meta_io
+                .as_ref()
+                .is_some_and(|m| m.busy(&self.ctx.app.meta, self.driver.now_ns()))
             || self.ctx.gw.has_work()
             || self.ctx.voice.has_work()
             || !self.ctx.http_replies.is_empty()
@@ -1259,6 +1432,12 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
                     .on_completion(&mut self.driver, self.ctx.now_ms, c);
                 continue;
             }
+            if let Some(io) = self.meta_io.as_mut()
+                && io.owns(c.token)
+            {
+                io.on_completion(&mut self.ctx, &mut self.driver, c);
+                continue;
+            }
             if let Some(io) = self.store_io.as_mut()
                 && io.owns(c.token)
             {
@@ -1278,6 +1457,10 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
             && self.conns.iter().all(|c| c.is_none())
             && self.listener_closes == 0
             && self.ctx.backlog_len() == 0
+            && self
+                .meta_io
+                .as_ref()
+                .is_none_or(|m| m.can_stop(&self.ctx.app.meta))
         {
             self.stopped = true;
         }

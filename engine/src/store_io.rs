@@ -10,8 +10,10 @@
 //! 3. [`StoreIo::submit`] last: it ends the store's turn (`Store::end_of_turn` seals every
 //!    append of this turn into one group) and hands every request the store has to the driver.
 //!
-//! So group commit is: all appends of one turn go out as ONE write on the O_DIRECT commit-log
-//! segment, then (when it completes) ONE fdatasync; the store acknowledges them after that.
+//! So group commit is: all appends of one turn go out as ONE durable write
+//! (`FileOp::WriteDurable`) on the O_DIRECT commit-log segment. The adapter carries it out as
+//! ONE write and, when that completes, ONE fdatasync it submits itself at the next `submit`
+//! (the driver has no write with `RWF_DSYNC` yet); the store acknowledges the group after that.
 //! Appends made while a group is in flight wait for the next group (the store keeps one group in
 //! flight, so the tail block is never written twice at once).
 //!
@@ -23,8 +25,9 @@
 //!
 //! # What goes through the driver, and what does not
 //!
-//! Data operations are asynchronous driver operations: `Write` → `Op::WriteAt`, `Read` →
-//! `Op::ReadAt`, `Fdatasync` → `Op::Fdatasync`, `Close` → `Op::CloseFile`. `Open` uses
+//! Data operations are asynchronous driver operations: `Write` → `Op::WriteAt`, `WriteDurable`
+//! → `Op::WriteAt` then `Op::Fdatasync`, `Read` → `Op::ReadAt`, `Fdatasync` → `Op::Fdatasync`,
+//! `Close` → `Op::CloseFile`. `Open` uses
 //! `Driver::open_file`, which is synchronous by contract (setup-time `open(2)` on io_uring).
 //!
 //! The driver has no operation for directory metadata, so `Rename`, `Remove`, `SyncDir`,
@@ -393,7 +396,11 @@ enum Work {
         data: Vec<u8>,
         offset: u64,
         done: usize,
+        /// A `WriteDurable`: an fdatasync follows before the store hears of it.
+        durable: bool,
     },
+    /// The fdatasync of a `WriteDurable` whose write completed; `data` goes back to the store.
+    SyncAfterWrite { data: Vec<u8> },
     /// Reading `want` bytes from the store's `offset` into `out`.
     Read {
         out: Vec<u8>,
@@ -578,11 +585,24 @@ impl<S: StoreDir> StoreIo<S> {
             return true;
         };
         let result = match (c.kind, &mut p.work) {
-            (CompletionKind::WriteAt { result, buf }, Work::Write { data, done, .. }) => {
+            (
+                CompletionKind::WriteAt { result, buf },
+                Work::Write {
+                    data,
+                    done,
+                    durable,
+                    ..
+                },
+            ) => {
                 match result {
                     Ok(n) => {
                         *done += n;
-                        if *done >= data.len() {
+                        if *done >= data.len() && *durable {
+                            // Written: now its fdatasync, before the store hears of it.
+                            self.pool.give(buf);
+                            let data = std::mem::take(data);
+                            return self.sync_after_write(key, p, data);
+                        } else if *done >= data.len() {
                             self.pool.give(buf);
                             Ok(IoDone::Written(std::mem::take(data)))
                         } else {
@@ -623,6 +643,9 @@ impl<S: StoreDir> StoreIo<S> {
                     }
                 }
             }
+            (CompletionKind::Fdatasync { result }, Work::SyncAfterWrite { data }) => result
+                .map(|()| IoDone::Written(std::mem::take(data)))
+                .map_err(|e| io_error_of_errno(e.0)),
             (CompletionKind::Fdatasync { result }, Work::Sync)
             | (CompletionKind::CloseFile { result }, Work::Close) => result
                 .map(|()| IoDone::Unit)
@@ -721,6 +744,7 @@ impl<S: StoreDir> StoreIo<S> {
                 store.complete_io(id, result);
             }
             op @ (FileOp::Write { .. }
+            | FileOp::WriteDurable { .. }
             | FileOp::Read { .. }
             | FileOp::Fdatasync { .. }
             | FileOp::Close { .. }) => self.start_data(store, driver, IoRequest { id, op }),
@@ -784,6 +808,7 @@ impl<S: StoreDir> StoreIo<S> {
     fn start_data<D: Driver>(&mut self, store: &mut Store, driver: &mut D, req: IoRequest) {
         let handle = match &req.op {
             FileOp::Write { handle, .. }
+            | FileOp::WriteDurable { handle, .. }
             | FileOp::Read { handle, .. }
             | FileOp::Fdatasync { handle }
             | FileOp::Close { handle } => *handle,
@@ -797,7 +822,7 @@ impl<S: StoreDir> StoreIo<S> {
         let key = self.next_key();
         let token = self.token(key);
         let (op, work) = match &req.op {
-            FileOp::Write { offset, data, .. } => {
+            FileOp::Write { offset, data, .. } | FileOp::WriteDurable { offset, data, .. } => {
                 let mut buf = self.pool.take(data.len());
                 if let Some(dst) = buf.get_mut(..data.len()) {
                     dst.copy_from_slice(data);
@@ -836,7 +861,13 @@ impl<S: StoreDir> StoreIo<S> {
                 w
             }
             (Some(w), _) => w,
-            (None, FileOp::Write { data, offset, .. }) => {
+            (None, op @ (FileOp::Write { .. } | FileOp::WriteDurable { .. })) => {
+                let durable = matches!(op, FileOp::WriteDurable { .. });
+                let (FileOp::Write { data, offset, .. }
+                | FileOp::WriteDurable { data, offset, .. }) = op
+                else {
+                    return;
+                };
                 if log {
                     self.stats.log_writes += 1;
                     self.stats.log_bytes_written += data.len() as u64;
@@ -844,10 +875,17 @@ impl<S: StoreDir> StoreIo<S> {
                     self.stats.file_writes += 1;
                     self.stats.file_bytes_written += data.len() as u64;
                 }
+                // Its fdatasync follows the write (`sync_after_write`); counted here, once.
+                match (durable, log) {
+                    (true, true) => self.stats.log_fdatasyncs += 1,
+                    (true, false) => self.stats.file_fdatasyncs += 1,
+                    (false, _) => {}
+                }
                 Work::Write {
                     data,
                     offset,
                     done: 0,
+                    durable,
                 }
             }
             (None, FileOp::Read { offset, len, .. }) => {
@@ -911,7 +949,10 @@ impl<S: StoreDir> StoreIo<S> {
         mut buf: AlignedBuf,
         last: usize,
     ) -> bool {
-        let Work::Write { data, offset, done } = &p.work else {
+        let Work::Write {
+            data, offset, done, ..
+        } = &p.work
+        else {
             return true;
         };
         let aligned = !p.direct || done.is_multiple_of(DIRECT_ALIGN);
@@ -934,6 +975,15 @@ impl<S: StoreDir> StoreIo<S> {
         self.stats.short_io_resubmits += 1;
         self.in_flight.insert(key, p);
         self.resume.push((key, op));
+        true
+    }
+
+    /// The write of a `WriteDurable` completed: queues its fdatasync (submitted at the next
+    /// `submit`; the completion handler has no driver) under the same key and store request.
+    fn sync_after_write(&mut self, key: u64, mut p: Pending, data: Vec<u8>) -> bool {
+        p.work = Work::SyncAfterWrite { data };
+        self.resume.push((key, Op::Fdatasync { file: p.file }));
+        self.in_flight.insert(key, p);
         true
     }
 

@@ -3,38 +3,18 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod procs;
+use procs::{TempDir, metric_sum, raise_nofile};
 
 struct Server {
     child: Child,
     http: SocketAddr,
     echo: SocketAddr,
     _dir: TempDir,
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "hearth-test-{tag}-{}-{}",
-            std::process::id(),
-            Instant::now().elapsed().as_nanos()
-        ));
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn hearth() -> Command {
@@ -188,7 +168,17 @@ fn control_secret_from_the_config_guards_the_control_and_admin_apis() {
         r#"{"user_id":"1"}"#,
     );
     assert_eq!(status, 401, "admin endpoints take the same secret");
+    for (method, path) in [
+        ("GET", "/admin/voice/servers"),
+        ("POST", "/admin/voice/servers/0/drain"),
+        ("POST", "/admin/voice/servers/0/faults"),
+    ] {
+        let (status, _) = request(server.http, method, path, "", "");
+        assert_eq!(status, 401, "{method} {path} takes the secret too");
+    }
     let right = format!("Authorization: Bearer {SECRET}\r\n");
+    let (status, body) = request(server.http, "GET", "/admin/voice/servers", &right, "");
+    assert_eq!(status, 200, "{body}");
     let (status, body) = request(server.http, "POST", "/control/users", &right, user);
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
@@ -242,4 +232,92 @@ fn help_lists_the_flags() {
     ] {
         assert!(text.contains(flag), "--help mentions {flag}");
     }
+}
+
+#[test]
+fn sigterm_with_thousands_of_idle_connections_exits_zero_within_the_drain_bound() {
+    // Both ends of every connection count against this process's limit only for the client
+    // side; the server is a child with its own table (it inherits the raised limit).
+    let limit = raise_nofile(20_000);
+    let http_conns = 3000.min((limit as usize).saturating_sub(600));
+    let gateway_conns = 200;
+    assert!(
+        http_conns >= 1000,
+        "open-file limit {limit} too low for this test"
+    );
+    const DRAIN_MS: u64 = 15_000;
+    let dir = TempDir::new("drain");
+    let config = dir.path().join("hearth.toml");
+    // Idle connections must still be open when SIGTERM comes, however slowly they were opened:
+    // the header timeout is pushed out of the way.
+    std::fs::write(
+        &config,
+        format!("[limits]\nhttp_header_timeout_ms = 300000\ndrain_timeout_ms = {DRAIN_MS}\n"),
+    )
+    .expect("write config");
+    let server = start_in(dir, 2, Some(&config));
+    let mut idle: Vec<TcpStream> = Vec::with_capacity(http_conns);
+    for _ in 0..http_conns {
+        idle.push(TcpStream::connect(server.http).expect("connect"));
+    }
+    // Upgraded gateway connections that never identify: on drain each gets op 7, then a close.
+    let mut gateway: Vec<TcpStream> = Vec::with_capacity(gateway_conns);
+    for _ in 0..gateway_conns {
+        let mut s = TcpStream::connect(server.http).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        s.write_all(
+            b"GET /?v=10&encoding=json HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+              Sec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .expect("upgrade");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut byte).expect("read head"), 1, "head cut short");
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"), "upgrade answered");
+        gateway.push(s);
+    }
+    // Everything is accepted and open before the signal.
+    let want = (http_conns + gateway_conns) as u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, text) = get(server.http, "/metrics");
+        assert_eq!(status, 200);
+        // The /metrics connection itself may or may not be counted yet.
+        if metric_sum(&text, "hearth_connections") >= want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {want} connections open",
+            metric_sum(&text, "hearth_connections")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let start = Instant::now();
+    let status = sigterm_and_wait(server);
+    let elapsed = start.elapsed();
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+    // Idle connections close at once; only a busy one could take the whole drain timeout. The
+    // bound is the configured one, plus generous room for a loaded machine to exit a process.
+    assert!(
+        elapsed < Duration::from_millis(DRAIN_MS) + Duration::from_secs(15),
+        "exit took {elapsed:?}, drain bound {DRAIN_MS} ms"
+    );
+    // Every connection was closed by the server: an orderly EOF, nothing left hanging.
+    for s in idle.iter_mut().chain(gateway.iter_mut()) {
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).expect("EOF from the server");
+    }
+    eprintln!(
+        "{} connections: SIGTERM to exit in {elapsed:?}",
+        http_conns + gateway_conns
+    );
 }

@@ -121,6 +121,31 @@ fn bad_http_is_answered_and_closed<H: Harness>(h: &mut H) {
     h.stop();
 }
 
+/// A body over the limit is answered (413) while the client is still sending it. The shard must
+/// shut down its sending half and drain that input before it closes: a close with unread input
+/// is a reset, and a reset that arrives before the client has read the response destroys it.
+fn error_response_survives_a_client_still_sending<H: Harness>(h: &mut H) {
+    const BODY: usize = 3 * 1024 * 1024;
+    let c = h.connect(Service::Http);
+    h.send(
+        c,
+        format!("POST /x HTTP/1.1\r\nContent-Length: {BODY}\r\n\r\n").as_bytes(),
+    );
+    // Written in pieces small enough that the real-socket harness writes them from this thread:
+    // like a simple client, it reads the response only once the whole body is out.
+    let piece = vec![b'x'; 32 * 1024];
+    for _ in 0..BODY.div_ceil(piece.len()) {
+        h.send(c, &piece);
+    }
+    let all = h.recv_until_closed(c);
+    assert!(
+        all.starts_with(b"HTTP/1.1 413 "),
+        "the whole response arrives: {:?}",
+        String::from_utf8_lossy(&all)
+    );
+    h.stop();
+}
+
 fn incomplete_headers_time_out<H: Harness>(h: &mut H) {
     let c = h.connect(Service::Http);
     h.send(c, b"GET /healthz HTTP/1.1\r\nHost: slow");
@@ -287,6 +312,7 @@ both_drivers!(
     http_health_keepalive_and_pipelining,
     metrics_cover_every_shard,
     bad_http_is_answered_and_closed,
+    error_response_survives_a_client_still_sending,
     incomplete_headers_time_out,
     drain_closes_idle_and_stops,
     gateway_identify_dispatch_and_resume,

@@ -46,7 +46,8 @@ struct EchoConn {
 }
 
 /// An echo server using only the `Driver` trait: multishot accept and receive, partial-send
-/// resubmission, buffers released after use, re-arm after NOBUFS, close on EOF or error.
+/// resubmission, buffers released after use, re-arm after NOBUFS or a receive the kernel ended on
+/// a data completion, close on EOF or error.
 struct Echo {
     listener: SocketId,
     conns: BTreeMap<u32, EchoConn>,
@@ -57,6 +58,8 @@ struct Echo {
     partial_sends: u64,
     send_errors: u64,
     accepted: u64,
+    /// Multishot receives that ended on a data completion (and were re-armed).
+    ended_with_data: u64,
 }
 
 impl Echo {
@@ -70,6 +73,7 @@ impl Echo {
             partial_sends: 0,
             send_errors: 0,
             accepted: 0,
+            ended_with_data: 0,
         }
     }
 
@@ -160,6 +164,11 @@ impl Echo {
                     d.release_buf(b);
                 } else {
                     conn.pending.push((b, len));
+                    if !more {
+                        // Ended with data (CQ overflow in the kernel): the rest is still queued.
+                        self.ended_with_data += 1;
+                        conn.needs_rearm = true;
+                    }
                 }
             }
             Ok(RecvChunk { buf: None, .. }) => {
@@ -314,6 +323,8 @@ struct Outcome {
     partial_sends: u64,
     send_errors: u64,
     aborted_peers: u64,
+    /// Multishot receives the simulated kernel ended on a data completion.
+    ended_with_data: u64,
     /// Schedules whose connections were served by more than one shard.
     spread_over_shards: u64,
 }
@@ -436,7 +447,7 @@ fn run_schedule(seed: u64) -> Result<Outcome, String> {
     // Shut the server down and check it left nothing behind.
     let mut trace = DefaultHasher::new();
     let mut nobufs = 0;
-    let (mut partial_sends, mut send_errors) = (0, 0);
+    let (mut partial_sends, mut send_errors, mut ended_with_data) = (0, 0, 0);
     for (d, echo) in &mut shards {
         let socket = echo.listener;
         submit(d, TOKEN_CLOSE_LISTENER, Op::Close { socket })?;
@@ -460,6 +471,7 @@ fn run_schedule(seed: u64) -> Result<Outcome, String> {
         nobufs += d.stats().buffer_exhaustions;
         partial_sends += echo.partial_sends;
         send_errors += echo.send_errors;
+        ended_with_data += echo.ended_with_data;
     }
     for (i, p) in peers.iter().enumerate() {
         if p.abort_after.is_some() {
@@ -480,6 +492,7 @@ fn run_schedule(seed: u64) -> Result<Outcome, String> {
         nobufs,
         partial_sends,
         send_errors,
+        ended_with_data,
         spread_over_shards: u64::from(shards.iter().filter(|(_, e)| e.accepted > 0).count() > 1),
         aborted_peers: peers.iter().filter(|p| p.abort_after.is_some()).count() as u64,
     })
@@ -516,12 +529,14 @@ fn random_connect_send_close_schedules_echo_every_byte_once_in_order() {
         total.partial_sends += o.partial_sends;
         total.send_errors += o.send_errors;
         total.aborted_peers += o.aborted_peers;
+        total.ended_with_data += o.ended_with_data;
         total.spread_over_shards += o.spread_over_shards;
     }
     eprintln!(
-        "{count} schedules: {} bytes echoed, {} NOBUFS, {} partial sends, {} failed sends, {} aborted peers, {} spread over shards",
+        "{count} schedules: {} bytes echoed, {} NOBUFS, {} receives ended with data, {} partial sends, {} failed sends, {} aborted peers, {} spread over shards",
         total.bytes_echoed,
         total.nobufs,
+        total.ended_with_data,
         total.partial_sends,
         total.send_errors,
         total.aborted_peers,
@@ -529,6 +544,10 @@ fn random_connect_send_close_schedules_echo_every_byte_once_in_order() {
     );
     if count >= 1000 {
         assert!(total.bytes_echoed > 0 && total.nobufs > 0 && total.partial_sends > 0);
+        assert!(
+            total.ended_with_data > 0,
+            "no receive was re-armed after ending with data"
+        );
         assert!(total.send_errors > 0 && total.aborted_peers > 0 && total.spread_over_shards > 0);
     }
 }

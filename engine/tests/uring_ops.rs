@@ -3,6 +3,9 @@
 //! Every wait is bounded by a generous deadline (the machine is slow and shared); nothing asserts
 //! on timing. Tests hold one lock so the descriptor-count check sees only its own descriptors.
 
+mod procs;
+use procs::raise_nofile;
+
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -903,4 +906,336 @@ fn blocking_run_returns_at_its_deadline_and_released_buffers_read_empty() {
 
 fn deadline_addr() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!())
+}
+
+/// Accept `n` connections on `listener` (token `tok`), re-arming the multishot accept whenever
+/// the kernel ends it (a small completion queue can).
+fn accept_n(h: &mut H, listener: SocketId, tok: u64, n: usize) -> Vec<SocketId> {
+    let start = Instant::now();
+    let mut socks = Vec::with_capacity(n);
+    while socks.len() < n {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "accepted {} of {n}",
+            socks.len()
+        );
+        h.pump();
+        let mut rest = VecDeque::new();
+        for c in h.q.drain(..) {
+            match c.kind {
+                CompletionKind::Accept { result, more } if c.token == tok => {
+                    if let Ok((s, _)) = result {
+                        socks.push(s);
+                    }
+                    if !more {
+                        h.d.submit(tok, Op::AcceptMulti { listener })
+                            .expect("re-arm accept");
+                    }
+                }
+                _ => rest.push_back(c),
+            }
+        }
+        h.q = rest;
+    }
+    socks
+}
+
+#[test]
+fn cq_overflow_ends_multishot_recvs_with_data_and_rearming_loses_nothing() {
+    const CONNS: usize = 32;
+    const BYTES: usize = 192 * 1024;
+    let _g = serial();
+    // An 8-entry completion queue: one pass of task work over 32 readable sockets posts more
+    // CQEs than fit, so the kernel ends multishot receives on a data CQE without F_MORE.
+    let mut h = H::new(DriverConfig {
+        ring_entries: 4,
+        recv_buffers: 512,
+        recv_buffer_bytes: 4096,
+        defer_taskrun: true,
+        max_sockets: 64,
+        max_files: 1,
+    });
+    let (l, addr) = h.listen(&TcpOptions::default());
+    h.d.submit(1, Op::AcceptMulti { listener: l })
+        .expect("accept");
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let client = thread::spawn(move || {
+        let conns: Vec<TcpStream> = (0..CONNS)
+            .map(|_| TcpStream::connect(addr).expect("connect"))
+            .collect();
+        let _ = go_rx.recv_timeout(PATIENCE);
+        let writers: Vec<_> = conns
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut c)| {
+                thread::spawn(move || {
+                    c.write_all(&pattern(BYTES, i as u8)).expect("write");
+                    // The FIN follows the data: the server reads everything, then EOF.
+                    c.shutdown(std::net::Shutdown::Write).expect("shutdown");
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().expect("writer");
+        }
+    });
+    let socks = accept_n(&mut h, l, 1, CONNS);
+    let index_of = |s: SocketId| socks.iter().position(|&x| x == s);
+    for (i, &s) in socks.iter().enumerate() {
+        h.d.submit(100 + i as u64, Op::RecvMulti { socket: s })
+            .expect("recv");
+    }
+    h.pump();
+    go_tx.send(()).expect("chan");
+    // Let the data pile up in the sockets without entering the ring, so that the next entry
+    // runs every receive at once.
+    thread::sleep(Duration::from_millis(300));
+    let mut got: Vec<Vec<u8>> = vec![Vec::new(); CONNS];
+    let mut eof = [false; CONNS];
+    let mut ended_with_data = 0u32;
+    let start = Instant::now();
+    while !eof.iter().all(|&e| e) {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "stalled: {} of {CONNS} connections at EOF (ended with data {ended_with_data} times)",
+            eof.iter().filter(|&&e| e).count()
+        );
+        h.pump();
+        for c in std::mem::take(&mut h.q) {
+            let CompletionKind::Recv {
+                socket,
+                result,
+                more,
+            } = c.kind
+            else {
+                continue;
+            };
+            let i = index_of(socket).expect("known socket");
+            assert_eq!(c.token, 100 + i as u64);
+            match result {
+                Ok(RecvChunk { buf: Some(b), len }) => {
+                    got[i].extend_from_slice(h.d.recv_buf(b, len));
+                    h.d.release_buf(b);
+                    if !more {
+                        ended_with_data += 1;
+                    }
+                }
+                Ok(RecvChunk { buf: None, .. }) => {
+                    assert!(!more);
+                    eof[i] = true;
+                }
+                Err(e) => {
+                    assert_eq!(e, Errno::NOBUFS, "only exhaustion may end it with an error");
+                    assert!(!more);
+                }
+            }
+            if !more && !eof[i] {
+                // What the shard does: any end short of EOF is re-armed.
+                h.d.submit(100 + i as u64, Op::RecvMulti { socket })
+                    .expect("re-arm");
+            }
+        }
+    }
+    client.join().expect("client");
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(g.len(), BYTES, "connection {i}: every byte arrives");
+        assert!(*g == pattern(BYTES, i as u8), "connection {i}: in order");
+    }
+    assert!(
+        ended_with_data > 0,
+        "the overflowing completion queue must have ended some receive on a data CQE"
+    );
+    assert_eq!(h.d.stats().buffers_lent, 0);
+    eprintln!("multishot receives ended with data: {ended_with_data}");
+}
+
+#[test]
+fn closing_thousands_of_connections_with_armed_receives_accounts_for_every_token() {
+    let _g = serial();
+    // Server and client ends both live in this process: two descriptors per connection.
+    let limit = raise_nofile(20_000);
+    let conns = 3000.min((limit as usize).saturating_sub(200) / 2);
+    assert!(
+        conns >= 500,
+        "open-file limit {limit} is too low for this test"
+    );
+    let mut h = H::new(DriverConfig {
+        ring_entries: 256,
+        recv_buffers: 256,
+        recv_buffer_bytes: 512,
+        defer_taskrun: true,
+        max_sockets: (conns + 16) as u32,
+        max_files: 1,
+    });
+    let before = fd_count();
+    let opts = TcpOptions {
+        backlog: 4096,
+        ..TcpOptions::default()
+    };
+    let (l, addr) = h.listen(&opts);
+    h.d.submit(1, Op::AcceptMulti { listener: l })
+        .expect("accept");
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let client = thread::spawn(move || {
+        let mut cs: Vec<TcpStream> = (0..conns)
+            .map(|_| TcpStream::connect(addr).expect("connect"))
+            .collect();
+        // Every third connection has input the server has not consumed when it closes.
+        for c in cs.iter_mut().step_by(3) {
+            c.write_all(&pattern(2000, 9)).expect("write");
+        }
+        let _ = done_rx.recv_timeout(PATIENCE * 2);
+        // The server closed every connection: each reads EOF (or a reset, for unread input).
+        for c in &mut cs {
+            c.set_read_timeout(Some(PATIENCE)).expect("timeout");
+            let mut sink = Vec::new();
+            match c.read_to_end(&mut sink) {
+                Ok(_) => {}
+                Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
+            }
+        }
+    });
+    let socks = accept_n(&mut h, l, 1, conns);
+    const RECV: u64 = 1 << 32;
+    const CLOSE: u64 = 2 << 32;
+    for (i, &s) in socks.iter().enumerate() {
+        h.d.submit(RECV | i as u64, Op::RecvMulti { socket: s })
+            .expect("recv");
+    }
+    h.pump();
+    let start = Instant::now();
+    for (i, &s) in socks.iter().enumerate() {
+        h.d.submit(CLOSE | i as u64, Op::Close { socket: s })
+            .expect("close");
+    }
+    let mut recv_final = vec![0u32; conns];
+    let mut closed = vec![0u32; conns];
+    let mut chunks = 0u64;
+    loop {
+        let done = recv_final.iter().all(|&n| n == 1) && closed.iter().all(|&n| n == 1);
+        if done {
+            break;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "after closing {conns}: {} receives and {} closes finished",
+            recv_final.iter().filter(|&&n| n > 0).count(),
+            closed.iter().filter(|&&n| n > 0).count()
+        );
+        h.pump();
+        for c in std::mem::take(&mut h.q) {
+            let i = (c.token & 0xffff_ffff) as usize;
+            match c.kind {
+                CompletionKind::Recv { result, more, .. } => {
+                    assert_eq!(c.token & !0xffff_ffff, RECV);
+                    match result {
+                        Ok(RecvChunk { buf: Some(b), .. }) => {
+                            chunks += 1;
+                            h.d.release_buf(b);
+                        }
+                        Ok(RecvChunk { buf: None, .. }) => panic!("the peer did not close"),
+                        // NOBUFS: the pool ran dry before the close (not re-armed here).
+                        Err(e) => assert!(
+                            e == Errno::CANCELED || e == Errno::NOBUFS,
+                            "connection {i}: {e}"
+                        ),
+                    }
+                    if !more {
+                        recv_final[i] += 1;
+                    }
+                }
+                CompletionKind::Close { result } => {
+                    assert_eq!(c.token & !0xffff_ffff, CLOSE);
+                    assert_eq!(result, Ok(()), "connection {i}");
+                    closed[i] += 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    assert!(
+        recv_final.iter().all(|&n| n == 1) && closed.iter().all(|&n| n == 1),
+        "exactly one final completion per token"
+    );
+    assert_eq!(
+        h.d.in_flight(),
+        1,
+        "nothing left in the kernel but the accept"
+    );
+    assert_eq!(h.d.open_sockets(), 1, "only the listener is left");
+    assert_eq!(h.d.stats().buffers_lent, 0);
+    done_tx.send(()).expect("chan");
+    client.join().expect("client");
+    h.d.submit(2, Op::Close { socket: l })
+        .expect("close listener");
+    let _ = h.next_for(1);
+    let _ = h.next_for(2);
+    assert_eq!(fd_count(), before, "every descriptor closed exactly once");
+    eprintln!("closed {conns} connections in {elapsed:?} ({chunks} data chunks on the way)");
+}
+
+#[test]
+fn shutdown_write_lets_the_peer_read_the_reply_while_its_input_is_drained() {
+    const BODY: usize = 4 * 1024 * 1024;
+    let _g = serial();
+    let mut h = H::new(config(64, 4096));
+    let before = fd_count();
+    let (l, addr) = h.listen(&TcpOptions::default());
+    h.d.submit(1, Op::AcceptMulti { listener: l })
+        .expect("accept");
+    let client = thread::spawn(move || {
+        // A client that sends a body far larger than the socket buffers before reading.
+        let mut c = TcpStream::connect(addr).expect("connect");
+        c.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        c.write_all(&pattern(BODY, 5)).expect("write");
+        let mut reply = Vec::new();
+        c.read_to_end(&mut reply).expect("read to EOF");
+        reply
+    });
+    let (s, _) = h.accept_one(1);
+    h.d.submit(2, Op::RecvMulti { socket: s }).expect("recv");
+    let mut reply = SendBuf::new();
+    reply.push_bytes(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n");
+    assert_eq!(h.send_all(s, 3, reply), 1);
+    h.d.submit(4, Op::ShutdownWrite { socket: s })
+        .expect("shutdown");
+    assert!(matches!(
+        h.next_for(4).kind,
+        CompletionKind::ShutdownWrite { result: Ok(()), .. }
+    ));
+    // Sending after the shutdown fails.
+    let mut late = SendBuf::new();
+    late.push_bytes(b"late");
+    h.d.submit(
+        5,
+        Op::Send {
+            socket: s,
+            buf: late,
+        },
+    )
+    .expect("send");
+    match h.next_for(5).kind {
+        CompletionKind::Send { result, .. } => assert_eq!(result, Err(Errno::PIPE)),
+        other => panic!("expected send, got {other:?}"),
+    }
+    // The receive side keeps working: the whole body, then EOF once the client closes.
+    let (got, _) = h.recv_to_eof(s, 2, 0);
+    let reply = client.join().expect("client");
+    assert_eq!(
+        reply,
+        b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n"
+    );
+    assert_eq!(got.len(), BODY);
+    h.d.submit(6, Op::Close { socket: s }).expect("close");
+    assert!(matches!(
+        h.next_for(6).kind,
+        CompletionKind::Close { result: Ok(()) }
+    ));
+    h.d.submit(7, Op::Close { socket: l })
+        .expect("close listener");
+    let _ = h.next_for(1);
+    let _ = h.next_for(7);
+    assert_eq!(h.d.in_flight(), 0);
+    assert_eq!(fd_count(), before);
 }

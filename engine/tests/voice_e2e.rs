@@ -18,7 +18,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
 use serde_json::{Value, json};
 use sfu::crypto::{Mode, TransportCipher};
-use wsclient::{Client, create_user, http, start};
+use wsclient::{Client, create_user, http, http_with, start};
 
 const VOICE_INTENTS: u64 = 1 | (1 << 7); // GUILDS | GUILD_VOICE_STATES
 const WAIT: Duration = Duration::from_secs(20);
@@ -206,6 +206,89 @@ struct Participant {
     cipher: TransportCipher,
     counter: u32,
     seq: u16,
+    /// What a reconnect needs: guild, main session, voice endpoint, certificate, mode.
+    g: String,
+    session_id: String,
+    endpoint: String,
+    cert: Vec<u8>,
+    mode: String,
+}
+
+/// A voice gateway session after Session Description: (ws, UDP server, SSRC, cipher).
+type Handshake = (VoiceWs, SocketAddr, u32, TransportCipher);
+
+/// The voice handshake the way discord.py does it (IP discovery before Select Protocol), on
+/// `udp` (kept across reconnects, as discord.py keeps its socket).
+fn handshake(
+    endpoint: &str,
+    token: &str,
+    ids: (&str, u64, &str),
+    cert: &[u8],
+    mode: &str,
+    udp: &UdpSocket,
+) -> Handshake {
+    let (g, user, session_id) = ids;
+    let mut ws = VoiceWs::connect(endpoint, cert);
+    ws.send(
+        json!({"op": 0, "d": {"server_id": g, "user_id": user.to_string(),
+        "session_id": session_id, "token": token, "max_dave_protocol_version": 0}}),
+    );
+    let hello = ws.op(8);
+    assert!(hello["d"]["heartbeat_interval"].as_u64().expect("interval") > 0);
+    let ready = ws.op(2);
+    let ssrc = ready["d"]["ssrc"].as_u64().expect("ssrc") as u32;
+    let modes: Vec<&str> = ready["d"]["modes"]
+        .as_array()
+        .expect("modes")
+        .iter()
+        .map(|m| m.as_str().expect("mode"))
+        .collect();
+    assert!(
+        modes.contains(&"aead_xchacha20_poly1305_rtpsize"),
+        "{modes:?}"
+    );
+    assert!(modes.contains(&"aead_aes256_gcm_rtpsize"), "{modes:?}");
+    let server: SocketAddr = format!(
+        "{}:{}",
+        ready["d"]["ip"].as_str().expect("ip"),
+        ready["d"]["port"]
+    )
+    .parse()
+    .expect("udp addr");
+
+    let mut req = [0u8; 74];
+    sfu::ipdisc::build_request(ssrc, &mut req);
+    udp.send_to(&req, server).expect("discovery");
+    let mut answer = [0u8; 1500];
+    let found = loop {
+        let (n, from) = udp.recv_from(&mut answer).expect("discovery answer");
+        // Across a reconnect the socket may still hold a datagram of the old server.
+        if from == server
+            && let Ok(found) = sfu::ipdisc::parse(&answer[..n])
+        {
+            break found;
+        }
+    };
+    let local = udp.local_addr().expect("local");
+    assert_eq!(found.address().expect("ascii"), "127.0.0.1");
+    assert_eq!(found.port, local.port());
+
+    ws.send(
+        json!({"op": 1, "d": {"protocol": "udp", "data": {"address": "127.0.0.1",
+        "port": found.port, "mode": mode}}}),
+    );
+    let sd = ws.op(4);
+    assert_eq!(sd["d"]["mode"], mode);
+    assert_eq!(sd["d"]["dave_protocol_version"], 0);
+    let key: Vec<u8> = sd["d"]["secret_key"]
+        .as_array()
+        .expect("key")
+        .iter()
+        .map(|b| b.as_u64().expect("byte") as u8)
+        .collect();
+    let key: [u8; 32] = key.try_into().expect("32-byte key");
+    let cipher = TransportCipher::new(Mode::from_name(mode).expect("mode"), &key);
+    (ws, server, ssrc, cipher)
 }
 
 impl Participant {
@@ -239,61 +322,10 @@ impl Participant {
         assert!(endpoint.starts_with("127.0.0.1:"), "{endpoint}");
         let token = server["d"]["token"].as_str().expect("token").to_owned();
 
-        let mut ws = VoiceWs::connect(&endpoint, cert);
-        ws.send(
-            json!({"op": 0, "d": {"server_id": g, "user_id": user.to_string(),
-            "session_id": session_id, "token": token, "max_dave_protocol_version": 0}}),
-        );
-        let hello = ws.op(8);
-        assert!(hello["d"]["heartbeat_interval"].as_u64().expect("interval") > 0);
-        let ready = ws.op(2);
-        let ssrc = ready["d"]["ssrc"].as_u64().expect("ssrc") as u32;
-        let modes: Vec<&str> = ready["d"]["modes"]
-            .as_array()
-            .expect("modes")
-            .iter()
-            .map(|m| m.as_str().expect("mode"))
-            .collect();
-        assert!(
-            modes.contains(&"aead_xchacha20_poly1305_rtpsize"),
-            "{modes:?}"
-        );
-        assert!(modes.contains(&"aead_aes256_gcm_rtpsize"), "{modes:?}");
-        let server: SocketAddr = format!(
-            "{}:{}",
-            ready["d"]["ip"].as_str().expect("ip"),
-            ready["d"]["port"]
-        )
-        .parse()
-        .expect("udp addr");
-
         let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
         udp.set_read_timeout(Some(WAIT)).expect("timeout");
-        let mut req = [0u8; 74];
-        sfu::ipdisc::build_request(ssrc, &mut req);
-        udp.send_to(&req, server).expect("discovery");
-        let mut answer = [0u8; 1500];
-        let (n, _) = udp.recv_from(&mut answer).expect("discovery answer");
-        let found = sfu::ipdisc::parse(&answer[..n]).expect("response");
-        let local = udp.local_addr().expect("local");
-        assert_eq!(found.address().expect("ascii"), "127.0.0.1");
-        assert_eq!(found.port, local.port());
-
-        ws.send(
-            json!({"op": 1, "d": {"protocol": "udp", "data": {"address": "127.0.0.1",
-            "port": found.port, "mode": mode}}}),
-        );
-        let sd = ws.op(4);
-        assert_eq!(sd["d"]["mode"], mode);
-        assert_eq!(sd["d"]["dave_protocol_version"], 0);
-        let key: Vec<u8> = sd["d"]["secret_key"]
-            .as_array()
-            .expect("key")
-            .iter()
-            .map(|b| b.as_u64().expect("byte") as u8)
-            .collect();
-        let key: [u8; 32] = key.try_into().expect("32-byte key");
-        let cipher = TransportCipher::new(Mode::from_name(mode).expect("mode"), &key);
+        let (ws, server, ssrc, cipher) =
+            handshake(&endpoint, &token, (g, user, &session_id), cert, mode, &udp);
         Participant {
             user,
             gw,
@@ -304,7 +336,51 @@ impl Participant {
             cipher,
             counter: 0,
             seq: 0,
+            g: g.to_owned(),
+            session_id,
+            endpoint,
+            cert: cert.to_vec(),
+            mode: mode.to_owned(),
         }
+    }
+
+    /// Failover, as discord.py lives it: a VOICE_SERVER_UPDATE with a new token and another
+    /// endpoint arrives on the main gateway, the old voice connection is closed with 4014, and
+    /// the client identifies on the new endpoint (keeping its UDP socket, sequence and nonce).
+    /// Returns the new endpoint.
+    fn follow_move(&mut self) -> String {
+        let update = until(&mut self.gw, "VOICE_SERVER_UPDATE after the move", |v| {
+            v["t"] == "VOICE_SERVER_UPDATE"
+        });
+        assert_eq!(update["d"]["guild_id"], self.g.as_str());
+        let endpoint = update["d"]["endpoint"]
+            .as_str()
+            .expect("endpoint")
+            .to_owned();
+        assert_ne!(endpoint, self.endpoint, "moved to another voice server");
+        let token = update["d"]["token"].as_str().expect("token").to_owned();
+        let closed = loop {
+            match self.ws.next() {
+                Ok(_) => continue,
+                Err(code) => break code,
+            }
+        };
+        assert_eq!(
+            closed, 4014,
+            "the old server closes with 4014 (voice server changed)"
+        );
+        let (ws, server, ssrc, cipher) = handshake(
+            &endpoint,
+            &token,
+            (&self.g, self.user, &self.session_id),
+            &self.cert,
+            &self.mode,
+            &self.udp,
+        );
+        assert_ne!(server, self.server, "the new server's own UDP port");
+        (self.ws, self.server, self.ssrc, self.cipher) = (ws, server, ssrc, cipher);
+        self.endpoint = endpoint.clone();
+        endpoint
     }
 
     /// Seals one Opus frame tagged `tag` (first payload bytes) and returns the datagram.
@@ -337,8 +413,14 @@ impl Participant {
     /// The next media packet: (sender SSRC, tag), decrypted with this participant's key.
     fn recv_media(&self) -> (u32, u32) {
         let mut buf = [0u8; 1500];
-        {
+        loop {
             let (n, from) = self.udp.recv_from(&mut buf).expect("media arrives");
+            // A reconnecting client gets its discovery answer twice: skip the copy.
+            if sfu::ipdisc::parse(&buf[..n])
+                .is_ok_and(|d| d.kind == sfu::ipdisc::DiscoveryKind::Response)
+            {
+                continue;
+            }
             assert_eq!(from, self.server);
             let h = sfu::rtp::parse(&buf[..n]).expect("rtp");
             let opened = self
@@ -346,7 +428,7 @@ impl Participant {
                 .open_in_place(&mut buf[..n], h.aad_len())
                 .expect("decrypts with my own key");
             let p = &buf[12..12 + opened.plaintext_len];
-            (h.ssrc, u32::from_be_bytes([p[1], p[2], p[3], p[4]]))
+            return (h.ssrc, u32::from_be_bytes([p[1], p[2], p[3], p[4]]));
         }
     }
 
@@ -355,6 +437,61 @@ impl Participant {
             .send_json(json!({"op": 4, "d": {"guild_id": g, "channel_id": channel,
             "self_mute": mute, "self_deaf": deaf}}));
     }
+}
+
+/// Alice, who owns a new guild, and Bob, a member of it.
+struct TwoMembers {
+    alice: u64,
+    alice_token: String,
+    bob: u64,
+    bob_token: String,
+    /// The guild's id.
+    g: String,
+}
+
+/// Two users and a guild named `name` owned by the first with the second as a member.
+fn guild_of_two(addr: SocketAddr, name: &str) -> TwoMembers {
+    let (alice, alice_token) = create_user(addr, "alice");
+    let (bob, bob_token) = create_user(addr, "bob");
+    let guild = post(
+        addr,
+        "/control/guilds",
+        json!({"name": name, "owner_id": alice.to_string()}),
+    );
+    let g = guild["id"].as_str().expect("id").to_owned();
+    post(
+        addr,
+        &format!("/control/guilds/{g}/members"),
+        json!({"user_id": bob.to_string()}),
+    );
+    TwoMembers {
+        alice,
+        alice_token,
+        bob,
+        bob_token,
+        g,
+    }
+}
+
+/// A gateway session identified with `token`, and its (only) guild's GUILD_CREATE.
+fn identified(addr: SocketAddr, token: &str) -> (Client, Value) {
+    let mut c = Client::connect(addr, "?v=10");
+    identify(&mut c, token);
+    let gc = until(&mut c, "GUILD_CREATE", |v| v["t"] == "GUILD_CREATE");
+    (c, gc)
+}
+
+/// The id of the first voice channel of a GUILD_CREATE.
+fn voice_channel_of(gc: &Value) -> String {
+    gc["d"]["channels"]
+        .as_array()
+        .expect("channels")
+        .iter()
+        .find(|c| c["type"] == 2)
+        .expect("a voice channel")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
 }
 
 /// Waits on `watcher`'s gateway for the state of `user` with the given flags.
@@ -387,34 +524,16 @@ fn two_participants_talk_through_the_sfu_over_tls_and_udp() {
         "each shard has its own UDP port"
     );
 
-    let (alice, alice_token) = create_user(addr, "alice");
-    let (bob, bob_token) = create_user(addr, "bob");
-    let guild = post(
-        addr,
-        "/control/guilds",
-        json!({"name": "Voice Guild", "owner_id": alice.to_string()}),
-    );
-    let g = guild["id"].as_str().expect("id").to_owned();
-    post(
-        addr,
-        &format!("/control/guilds/{g}/members"),
-        json!({"user_id": bob.to_string()}),
-    );
-    let mut ga = Client::connect(addr, "?v=10");
-    identify(&mut ga, &alice_token);
-    let gc = until(&mut ga, "GUILD_CREATE", |v| v["t"] == "GUILD_CREATE");
-    let voice_channel = gc["d"]["channels"]
-        .as_array()
-        .expect("channels")
-        .iter()
-        .find(|c| c["type"] == 2)
-        .expect("a voice channel")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let mut gb = Client::connect(addr, "?v=10");
-    identify(&mut gb, &bob_token);
-    until(&mut gb, "GUILD_CREATE", |v| v["t"] == "GUILD_CREATE");
+    let TwoMembers {
+        alice,
+        alice_token,
+        bob,
+        bob_token,
+        g,
+    } = guild_of_two(addr, "Voice Guild");
+    let (ga, gc) = identified(addr, &alice_token);
+    let voice_channel = voice_channel_of(&gc);
+    let (mut gb, _) = identified(addr, &bob_token);
 
     // A voice token for someone else's session is refused with 4004.
     {
@@ -539,6 +658,316 @@ fn two_participants_talk_through_the_sfu_over_tls_and_udp() {
         }
     };
     assert_eq!(code, 4004);
+    node.stop();
+    node.join().expect("clean stop");
+}
+
+/// The voice server list of the admin API, by shard.
+fn voice_servers(addr: SocketAddr) -> Vec<Value> {
+    let (status, body) = http(addr, "GET", "/admin/voice/servers", "");
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    v["servers"].as_array().expect("servers").clone()
+}
+
+/// Sum over shards of a Prometheus counter.
+fn metric_sum(addr: SocketAddr, name: &str) -> u64 {
+    let (status, body) = http(addr, "GET", "/metrics", "");
+    assert_eq!(status, 200);
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Both directions carry audio again, each side decrypting with its own (new) key.
+fn audio_flows(a: &mut Participant, b: &mut Participant, first_tag: u32) {
+    for tag in first_tag..first_tag + 10 {
+        a.send_tagged(tag);
+        assert_eq!(b.recv_media(), (a.ssrc, tag));
+    }
+    b.send_tagged(first_tag + 500);
+    assert_eq!(a.recv_media(), (b.ssrc, first_tag + 500));
+}
+
+/// Polls `pred` on the voice server list until it holds (health changes take a few rounds).
+fn until_servers(addr: SocketAddr, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = voice_servers(addr);
+        if pred(&list) {
+            return list;
+        }
+        assert!(Instant::now() < deadline, "no {what}: {list:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn draining_or_silencing_a_voice_server_moves_its_guild_and_clients_reconnect() {
+    // Long main-gateway heartbeats: this test does not heartbeat on the main gateway.
+    let node = start(600_000, 60_000);
+    let addr = node.addrs().http;
+    let cert = node.voice_cert_der().expect("voice on").to_vec();
+    let endpoints: Vec<String> = node
+        .voice_addrs()
+        .iter()
+        .map(|(t, _)| t.to_string())
+        .collect();
+    let shard_of = |endpoint: &str| {
+        endpoints
+            .iter()
+            .position(|e| e == endpoint)
+            .expect("a shard's endpoint")
+    };
+
+    // The admin voice endpoints are guarded like the other admin endpoints.
+    let (status, _) = http(addr, "POST", "/admin/voice/servers/9/drain", "{}");
+    assert_eq!(status, 404, "no such shard");
+    let listed = voice_servers(addr);
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed
+            .iter()
+            .all(|s| s["healthy"] == true && s["drained"] == false),
+        "{listed:?}"
+    );
+
+    let TwoMembers {
+        alice,
+        alice_token,
+        bob,
+        bob_token,
+        g,
+    } = guild_of_two(addr, "Failover Guild");
+    let (ga, gc) = identified(addr, &alice_token);
+    assert_eq!(gc["d"]["voice_states"], json!([]), "nobody in voice yet");
+    let voice_channel = voice_channel_of(&gc);
+    let mut a = Participant::join(
+        ga,
+        alice,
+        &g,
+        &voice_channel,
+        &cert,
+        "aead_xchacha20_poly1305_rtpsize",
+    );
+
+    // A session identifying now finds Alice's voice state in GUILD_CREATE.
+    let (gb, gc) = identified(addr, &bob_token);
+    let states = gc["d"]["voice_states"].as_array().expect("voice_states");
+    assert_eq!(states.len(), 1, "{states:?}");
+    assert_eq!(states[0]["user_id"], alice.to_string());
+    assert_eq!(states[0]["channel_id"], voice_channel);
+    assert_eq!(states[0]["session_id"], a.session_id);
+
+    let mut b = Participant::join(
+        gb,
+        bob,
+        &g,
+        &voice_channel,
+        &cert,
+        "aead_aes256_gcm_rtpsize",
+    );
+    assert_eq!(a.endpoint, b.endpoint, "one voice server per guild");
+    audio_flows(&mut a, &mut b, 1);
+
+    // 1. Drain: the guild moves to the other shard's voice server.
+    let first = shard_of(&a.endpoint);
+    let drained = post(
+        addr,
+        &format!("/admin/voice/servers/{first}/drain"),
+        json!({}),
+    );
+    assert_eq!(drained["drained"], true);
+    assert_eq!(drained["guilds_moving"], 1, "{drained}");
+    let to = a.follow_move();
+    assert_eq!(b.follow_move(), to);
+    let second = shard_of(&to);
+    assert_ne!(second, first);
+    audio_flows(&mut a, &mut b, 100);
+    let listed = voice_servers(addr);
+    assert_eq!(listed[first]["drained"], true, "{listed:?}");
+    assert_eq!(listed[first]["participants"], 0, "{listed:?}");
+    assert_eq!(listed[second]["participants"], 2, "{listed:?}");
+    assert!(metric_sum(addr, "hearth_voice_failover_server_updates_total") >= 2);
+    assert!(metric_sum(addr, "hearth_voice_failover_evicted_total") >= 2);
+    assert_eq!(metric_sum(addr, "hearth_voice_server_drained"), 1);
+    // Moved clients get their discovery answer a second time, a moment later.
+    let deadline = Instant::now() + WAIT;
+    while metric_sum(addr, "hearth_voice_discovery_repeated_total") < 2 {
+        assert!(Instant::now() < deadline, "no repeated discovery answers");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A drained server takes no new guilds: a second guild's voice goes to the other one.
+    let other = post(
+        addr,
+        "/control/guilds",
+        json!({"name": "Second Guild", "owner_id": alice.to_string()}),
+    );
+    let og = other["id"].as_str().expect("id").to_owned();
+    let oc = until(&mut a.gw, "second GUILD_CREATE", |v| {
+        v["t"] == "GUILD_CREATE" && v["d"]["id"] == og.as_str()
+    })["d"]["channels"]
+        .as_array()
+        .expect("channels")
+        .iter()
+        .find(|c| c["type"] == 2)
+        .expect("a voice channel")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    a.op4(&og, Some(&oc), false, false);
+    let update = until(&mut a.gw, "second guild's VOICE_SERVER_UPDATE", |v| {
+        v["t"] == "VOICE_SERVER_UPDATE" && v["d"]["guild_id"] == og.as_str()
+    });
+    assert_eq!(
+        update["d"]["endpoint"],
+        to.as_str(),
+        "not the drained server"
+    );
+    a.op4(&og, None, false, false);
+
+    // 2. Both drained: nowhere to go, the guild stays. Once the first is undrained, the owner's
+    // next health round moves the stranded guild there.
+    let stuck = post(
+        addr,
+        &format!("/admin/voice/servers/{second}/drain"),
+        json!({}),
+    );
+    assert_eq!(stuck["guilds_moving"], 0, "{stuck}");
+    assert!(metric_sum(addr, "hearth_voice_failover_no_target_total") >= 1);
+    post(
+        addr,
+        &format!("/admin/voice/servers/{first}/undrain"),
+        json!({}),
+    );
+    let back = a.follow_move();
+    assert_eq!(shard_of(&back), first);
+    assert_eq!(b.follow_move(), back);
+    audio_flows(&mut a, &mut b, 200);
+    post(
+        addr,
+        &format!("/admin/voice/servers/{second}/undrain"),
+        json!({}),
+    );
+
+    // 3. Health: the current server stops answering pings (fault injection); the owner
+    // declares it down after the miss count and moves the guild to the other one.
+    // Fresh voice heartbeats: the next move waits for several health rounds.
+    for p in [&mut a, &mut b] {
+        p.ws.send(json!({"op": 3, "d": {"t": 1, "seq_ack": 0}}));
+    }
+    let f = post(
+        addr,
+        &format!("/admin/voice/servers/{first}/faults"),
+        json!({"ignore_health_pings": true}),
+    );
+    assert_eq!(f["ignore_health_pings"], true);
+    let away = a.follow_move();
+    assert_eq!(shard_of(&away), second);
+    assert_eq!(b.follow_move(), away);
+    audio_flows(&mut a, &mut b, 300);
+    let listed = voice_servers(addr);
+    assert_eq!(listed[first]["healthy"], false, "{listed:?}");
+    assert_eq!(listed[first]["ignoring_health_pings"], true, "{listed:?}");
+    assert_eq!(listed[first]["participants"], 0, "{listed:?}");
+    assert!(metric_sum(addr, "hearth_voice_health_servers_down_total") >= 1);
+
+    // The switch off: the server answers again and is healthy in every shard's view.
+    post(
+        addr,
+        &format!("/admin/voice/servers/{first}/faults"),
+        json!({"ignore_health_pings": false}),
+    );
+    until_servers(addr, "a healthy server after the fault", |l| {
+        l.iter().all(|s| s["healthy"] == true)
+    });
+    node.stop();
+    node.join().expect("clean stop");
+}
+
+/// A REST request with a bot token; returns (status, body).
+fn rest(addr: SocketAddr, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    let auth = format!("authorization: Bot {token}\r\n");
+    http_with(addr, method, &format!("/api/v10{path}"), &auth, body)
+}
+
+#[test]
+fn a_server_mute_or_a_kick_is_applied_to_a_member_in_voice() {
+    let node = start(600_000, 60_000);
+    let addr = node.addrs().http;
+    let cert = node.voice_cert_der().expect("voice on").to_vec();
+    let TwoMembers {
+        alice,
+        alice_token,
+        bob,
+        bob_token,
+        g,
+    } = guild_of_two(addr, "Moderated Guild");
+    let (ga, gc) = identified(addr, &alice_token);
+    let voice_channel = voice_channel_of(&gc);
+    let (gb, _) = identified(addr, &bob_token);
+    let mut a = Participant::join(
+        ga,
+        alice,
+        &g,
+        &voice_channel,
+        &cert,
+        "aead_xchacha20_poly1305_rtpsize",
+    );
+    let mut b = Participant::join(
+        gb,
+        bob,
+        &g,
+        &voice_channel,
+        &cert,
+        "aead_xchacha20_poly1305_rtpsize",
+    );
+    b.send_tagged(1);
+    assert_eq!(a.recv_media(), (b.ssrc, 1));
+
+    // Server mute (PATCH member): announced as Bob's voice state, and his media stops.
+    let server_muted = |a: &mut Participant, on: bool| {
+        until(&mut a.gw, "server-muted VOICE_STATE_UPDATE", |v| {
+            v["t"] == "VOICE_STATE_UPDATE"
+                && v["d"]["user_id"].as_str() == Some(bob.to_string().as_str())
+                && v["d"]["mute"] == on
+        })
+    };
+    let member = format!("/guilds/{g}/members/{bob}");
+    let (status, body) = rest(addr, "PATCH", &member, &alice_token, r#"{"mute":true}"#);
+    assert_eq!(status, 200, "{body}");
+    let st = server_muted(&mut a, true);
+    assert_eq!(st["d"]["channel_id"], voice_channel);
+    b.send_tagged(2);
+    let (status, body) = rest(addr, "PATCH", &member, &alice_token, r#"{"mute":false}"#);
+    assert_eq!(status, 200, "{body}");
+    server_muted(&mut a, false);
+    b.send_tagged(3);
+    assert_eq!(
+        a.recv_media(),
+        (b.ssrc, 3),
+        "a server-muted member's media was forwarded"
+    );
+
+    // Kicked: Bob leaves voice (4014 on his voice connection), the guild sees him leave.
+    let (status, body) = rest(addr, "DELETE", &member, &alice_token, "");
+    assert_eq!(status, 204, "{body}");
+    let left = until(&mut a.gw, "kicked member's VOICE_STATE_UPDATE", |v| {
+        v["t"] == "VOICE_STATE_UPDATE"
+            && v["d"]["user_id"].as_str() == Some(bob.to_string().as_str())
+            && v["d"]["channel_id"].is_null()
+    });
+    assert_eq!(left["d"]["guild_id"], g.as_str());
+    let closed = loop {
+        match b.ws.next() {
+            Ok(_) => continue,
+            Err(code) => break code,
+        }
+    };
+    assert_eq!(closed, 4014);
+    assert_eq!(a.ws.op(13)["d"]["user_id"], bob.to_string());
     node.stop();
     node.join().expect("clean stop");
 }

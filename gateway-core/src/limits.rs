@@ -39,8 +39,10 @@ pub const OUTPUT_QUEUE_FRAMES_MAX: usize = 1024;
 /// Bytes queued for one session before it is disconnected (resumable).
 pub const OUTPUT_QUEUE_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Bytes of a frame kept inline in an output entry (WebSocket header + JSON prefix or a
-/// small control message), so per-recipient work needs no allocation.
-pub const OUT_FRAME_INLINE_BYTES: usize = 64;
+/// small control message such as a heartbeat ACK), so per-recipient work needs no allocation.
+/// 55 plus the length byte fill seven words: an entry with its shared tail is 88 bytes, and
+/// every session holds one inline.
+pub const OUT_FRAME_INLINE_BYTES: usize = 55;
 
 /// Longest token accepted; anything longer is a 4004 without being decoded.
 pub const TOKEN_BYTES_MAX: usize = 256;

@@ -72,6 +72,16 @@ impl StdExecutor {
                     .map_err(map_err)?;
                 Ok(IoDone::Written(data))
             }
+            FileOp::WriteDurable {
+                handle,
+                offset,
+                data,
+            } => {
+                let f = self.file(handle)?;
+                f.write_all_at(&data, offset).map_err(map_err)?;
+                f.sync_data().map_err(map_err)?;
+                Ok(IoDone::Written(data))
+            }
             FileOp::Read {
                 handle,
                 offset,

@@ -35,6 +35,18 @@ pub enum FileOp {
         /// Bytes to write.
         data: Vec<u8>,
     },
+    /// Write all of `data` at `offset` and make it durable before completing, as `Write` then
+    /// `Fdatasync` of the file would: the commit log's group write. One operation, so the
+    /// executor can use a write with `RWF_DSYNC` (or FUA) or chain the fdatasync itself, and the
+    /// store's loop is not needed between the two. The completion should hand the buffer back.
+    WriteDurable {
+        /// Target file.
+        handle: FileHandle,
+        /// Byte offset.
+        offset: u64,
+        /// Bytes to write.
+        data: Vec<u8>,
+    },
     /// Read up to `len` bytes at `offset`; fewer at end of file.
     Read {
         /// Source file.
@@ -88,7 +100,7 @@ pub struct IoRequest {
 pub enum IoDone {
     /// Open, Close, Fdatasync, Preallocate, Rename, Remove, SyncDir.
     Unit,
-    /// Write: the buffer given back (or empty if the executor kept it).
+    /// Write, WriteDurable: the buffer given back (or empty if the executor kept it).
     Written(Vec<u8>),
     /// Read: the bytes read.
     Data(Vec<u8>),

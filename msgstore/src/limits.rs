@@ -25,6 +25,13 @@ pub const EMOJI_BYTES_MAX: usize = 64;
 /// Longest nonce (Discord: 25 characters).
 pub const NONCE_BYTES_MAX: usize = 32;
 
+/// Zeros written per operation while filling the next commit-log segment ahead of time (one
+/// such write outstanding, so a group never queues behind more than this on a shared lane).
+pub const SEGMENT_ZERO_CHUNK_BYTES: usize = 128 * 1024;
+/// Groups to wait before making the next segment again after making it failed (disk full):
+/// the retry must not cost every group a failing open and fallocate.
+pub const SPARE_RETRY_GROUPS: u32 = 64;
+
 /// Most bytes of appends waiting for the next group commit before `append` pushes back.
 pub const GROUP_BYTES_MAX: usize = 1024 * 1024;
 
@@ -57,6 +64,11 @@ pub const SST_FILES_MAX: usize = 4096;
 
 /// Bytes of reads or writes one background step may issue per loop turn.
 pub const STEP_IO_BYTES_DEFAULT: usize = 256 * 1024;
+/// While appends are waiting or in flight, a background step takes this fraction of
+/// `step_io_bytes` (its CPU would delay their acknowledgement).
+pub const BUSY_STEP_DIVISOR: usize = 4;
+/// Smallest background step while appends are busy, so background work always progresses.
+pub const BUSY_STEP_BYTES_MIN: usize = 16 * 1024;
 /// Files in one window before compaction merges them.
 pub const COMPACTION_MIN_FILES: usize = 4;
 /// Most files merged by one compaction.
@@ -82,6 +94,8 @@ const _: () = assert!(SEGMENT_BYTES_MIN as usize >= 2 * IO_ALIGN_BYTES + 2 * REC
 const _: () = assert!(SEGMENT_BYTES_DEFAULT >= SEGMENT_BYTES_MIN);
 const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
 const _: () = assert!(SEGMENT_BYTES_DEFAULT.is_multiple_of(IO_ALIGN_BYTES as u64));
+const _: () = assert!(SEGMENT_ZERO_CHUNK_BYTES.is_multiple_of(IO_ALIGN_BYTES));
+const _: () = assert!(SEGMENT_ZERO_CHUNK_BYTES as u64 <= SEGMENT_BYTES_MIN);
 const _: () =
     assert!(CONTENT_BYTES_MAX + EXTRA_JSON_BYTES_MAX + 8 * MENTIONS_MAX < RECORD_BYTES_MAX - 2048);
 const _: () = assert!(GROUP_BYTES_MAX as u64 <= SEGMENT_BYTES_MIN * 16);

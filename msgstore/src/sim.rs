@@ -162,6 +162,20 @@ impl MemDisk {
                 f.unsynced.push((offset as usize, data.len()));
                 Ok(IoDone::Written(data))
             }
+            FileOp::WriteDurable {
+                handle,
+                offset,
+                data,
+            } => {
+                // A write, then an fdatasync of the file, with the faults of both.
+                let done = self.execute(FileOp::Write {
+                    handle,
+                    offset,
+                    data,
+                })?;
+                self.execute(FileOp::Fdatasync { handle })?;
+                Ok(done)
+            }
             FileOp::Read {
                 handle,
                 offset,

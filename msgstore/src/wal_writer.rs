@@ -1,13 +1,24 @@
 //! Group commit over commit-log segments.
 //!
-//! Appends accumulate during a loop turn; `seal` turns them into ONE aligned write (rewriting
-//! the partial tail block) followed by ONE fdatasync. Only then are they acknowledged. One group
-//! is in flight at a time, so the tail block is never written twice concurrently.
+//! Appends accumulate during a loop turn; `seal` turns them into ONE aligned durable write
+//! (`FileOp::WriteDurable`: the write and its data sync as one operation, rewriting the partial
+//! tail block). Only once it completes are they acknowledged. One group is in flight at a time,
+//! so the tail block is never written twice concurrently.
+//!
+//! The next segment (the *spare*) is made ahead of time, once the active one is half full:
+//! created, preallocated, filled with written zeros, fdatasync'd and entered durably in the
+//! directory. Rolling over is then only a switch of handles, with no file-system call on a
+//! group's path; and because the spare's blocks are already written, a group's fdatasync has
+//! no extent conversion (unwritten -> written) to persist, only the data to flush. The very
+//! first segment after opening is made on demand while the first group waits, without the zero
+//! fill (preallocated only), so the group goes out as soon as possible.
 
 use std::collections::VecDeque;
 
 use crate::io::{FileHandle, FileOp, IoDone, IoError, IoResult, segment_name};
-use crate::limits::{GROUP_BYTES_MAX, IO_ALIGN_BYTES};
+use crate::limits::{
+    GROUP_BYTES_MAX, IO_ALIGN_BYTES, SEGMENT_ZERO_CHUNK_BYTES, SPARE_RETRY_GROUPS,
+};
 use crate::message::{Body, Version};
 use crate::wal::{HEADER_BYTES, SegmentHeader, encode_header, encode_record};
 
@@ -23,11 +34,32 @@ pub struct Segment {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Ready,
+    /// The group's durable write is in flight.
+    Writing,
+}
+
+/// Where the making of the spare segment stands; one operation is outstanding in every step
+/// but `Ready`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SpareStep {
     Opening,
     Preallocating,
-    SyncingDir,
-    Writing,
+    /// Writing zeros; `Spare::zeroed` bytes are written so far.
+    Zeroing,
     Syncing,
+    SyncingDir,
+    Ready,
+}
+
+/// The next segment, made before it is needed.
+#[derive(Debug, Clone, Copy)]
+struct Spare {
+    handle: FileHandle,
+    number: u64,
+    step: SpareStep,
+    /// Fill with written zeros (made ahead) or only preallocate (made while a group waits).
+    zero_fill: bool,
+    zeroed: u64,
 }
 
 /// Outcome of a completion.
@@ -48,7 +80,13 @@ pub struct WalWriter {
     /// Live segments, oldest first; the last is being written.
     pub segments: Vec<Segment>,
     handle: Option<FileHandle>,
-    new_handle: Option<(FileHandle, Segment)>,
+    spare: Option<Spare>,
+    /// Groups to wait before making a spare again after making one failed.
+    spare_backoff: u32,
+    /// Operations of the spare's making; the store submits them as the spare's.
+    pub spare_ops: Vec<FileOp>,
+    /// Zeros for the spare's fill, handed back by each write's completion.
+    zeros: Vec<u8>,
     write_offset: u64,
     tail: Vec<u8>,
     next_seq: u64,
@@ -74,7 +112,10 @@ impl WalWriter {
             segment_bytes,
             segments,
             handle: None,
-            new_handle: None,
+            spare: None,
+            spare_backoff: 0,
+            spare_ops: Vec::new(),
+            zeros: Vec::new(),
             write_offset: 0,
             tail: Vec::new(),
             next_seq,
@@ -118,24 +159,15 @@ impl WalWriter {
             return;
         }
         if self.needs_rollover {
-            let number = *next_file;
-            *next_file += 1;
-            *handles += 1;
-            let handle = FileHandle(*handles);
-            self.new_handle = Some((
-                handle,
-                Segment {
-                    number,
-                    start_seq: self.next_seq,
-                },
-            ));
-            self.state = State::Opening;
-            submit(FileOp::Open {
-                handle,
-                name: segment_name(number),
-                create: true,
-            });
-            return;
+            match self.spare {
+                Some(s) if s.step == SpareStep::Ready => self.activate_spare(s),
+                // Being made: the group goes out once it is ready (`take_rolled_over`).
+                Some(_) => return,
+                None => {
+                    self.start_spare(next_file, handles, false);
+                    return;
+                }
+            }
         }
         let Some(handle) = self.handle else { return };
         let aligned_start = self.write_offset - self.tail.len() as u64;
@@ -165,66 +197,146 @@ impl WalWriter {
         let padded = self.buf.len().next_multiple_of(IO_ALIGN_BYTES);
         self.buf.resize(padded, 0);
         self.state = State::Writing;
-        submit(FileOp::Write {
+        submit(FileOp::WriteDurable {
             handle,
             offset: aligned_start,
             data: std::mem::take(&mut self.buf),
         });
+        // Past half the segment, make the next one in the background.
+        self.spare_backoff = self.spare_backoff.saturating_sub(1);
+        if self.spare.is_none()
+            && self.spare_backoff == 0
+            && self.group_end >= self.segment_bytes / 2
+        {
+            self.start_spare(next_file, handles, true);
+        }
     }
 
-    /// Takes the completion of the one outstanding operation.
-    pub fn complete(&mut self, result: IoResult, submit: &mut dyn FnMut(FileOp)) -> Outcome {
-        match (self.state, result) {
-            (State::Opening, Ok(_)) => {
-                if let Some((handle, _)) = self.new_handle {
-                    self.state = State::Preallocating;
-                    submit(FileOp::Preallocate {
-                        handle,
-                        len: self.segment_bytes,
-                    });
+    /// Starts making the next segment: open(create); its next steps follow its completions.
+    fn start_spare(&mut self, next_file: &mut u64, handles: &mut u32, zero_fill: bool) {
+        let number = *next_file;
+        *next_file += 1;
+        *handles += 1;
+        let handle = FileHandle(*handles);
+        self.spare = Some(Spare {
+            handle,
+            number,
+            step: SpareStep::Opening,
+            zero_fill,
+            zeroed: 0,
+        });
+        self.spare_ops.push(FileOp::Open {
+            handle,
+            name: segment_name(number),
+            create: true,
+        });
+    }
+
+    /// Makes the ready spare the active segment: its first group carries the header.
+    fn activate_spare(&mut self, s: Spare) {
+        self.spare = None;
+        if let Some(old) = self.handle.replace(s.handle) {
+            self.detached.push(FileOp::Close { handle: old });
+        }
+        let seg = Segment {
+            number: s.number,
+            start_seq: self.next_seq,
+        };
+        self.segments.push(seg);
+        self.tail.clear();
+        encode_header(
+            &SegmentHeader {
+                number: seg.number,
+                start_seq: seg.start_seq,
+            },
+            &mut self.tail,
+        );
+        self.write_offset = HEADER_BYTES as u64;
+        self.needs_rollover = false;
+    }
+
+    /// True while appends wait for a segment being made.
+    fn waiting_for_spare(&self) -> bool {
+        self.needs_rollover && self.state == State::Ready && !self.pending.is_empty()
+    }
+
+    /// Takes the completion of the spare's outstanding operation.
+    pub fn spare_complete(&mut self, result: IoResult) -> Outcome {
+        let Some(mut s) = self.spare else {
+            return Outcome::Pending;
+        };
+        let next = match result {
+            Err(e) => {
+                // Leave the half-made segment: recovery removes one whose header is empty.
+                self.spare = None;
+                self.detached.push(FileOp::Close { handle: s.handle });
+                if self.waiting_for_spare() {
+                    self.pending_bytes = 0;
+                    return Outcome::Failed(self.pending.drain(..).map(|(t, _)| t).collect(), e);
                 }
-                Outcome::Pending
+                self.spare_backoff = SPARE_RETRY_GROUPS;
+                return Outcome::Pending;
             }
-            (State::Preallocating, Ok(_)) => {
-                self.state = State::SyncingDir;
-                submit(FileOp::SyncDir);
-                Outcome::Pending
-            }
-            (State::SyncingDir, Ok(_)) => {
-                if let Some((handle, seg)) = self.new_handle.take() {
-                    if let Some(old) = self.handle.replace(handle) {
-                        self.detached.push(FileOp::Close { handle: old });
+            Ok(done) => {
+                if let IoDone::Written(b) = done
+                    && b.len() == SEGMENT_ZERO_CHUNK_BYTES
+                {
+                    self.zeros = b;
+                }
+                match s.step {
+                    SpareStep::Opening => SpareStep::Preallocating,
+                    SpareStep::Preallocating | SpareStep::Zeroing
+                        if s.zero_fill && s.zeroed < self.segment_bytes =>
+                    {
+                        SpareStep::Zeroing
                     }
-                    self.segments.push(seg);
-                    self.tail.clear();
-                    encode_header(
-                        &SegmentHeader {
-                            number: seg.number,
-                            start_seq: seg.start_seq,
-                        },
-                        &mut self.tail,
-                    );
-                    self.write_offset = HEADER_BYTES as u64;
-                    self.needs_rollover = false;
-                    self.rolled_over = true;
+                    SpareStep::Preallocating | SpareStep::Zeroing if s.zero_fill => {
+                        SpareStep::Syncing
+                    }
+                    // Made on demand: the first group's fdatasync persists the allocation.
+                    SpareStep::Preallocating | SpareStep::Zeroing => SpareStep::SyncingDir,
+                    SpareStep::Syncing => SpareStep::SyncingDir,
+                    SpareStep::SyncingDir | SpareStep::Ready => SpareStep::Ready,
                 }
-                self.state = State::Ready;
-                Outcome::Pending
             }
+        };
+        s.step = next;
+        let handle = s.handle;
+        match next {
+            SpareStep::Opening | SpareStep::Ready => {}
+            SpareStep::Preallocating => self.spare_ops.push(FileOp::Preallocate {
+                handle,
+                len: self.segment_bytes,
+            }),
+            SpareStep::Zeroing => {
+                let len = (SEGMENT_ZERO_CHUNK_BYTES as u64).min(self.segment_bytes - s.zeroed);
+                let mut data = std::mem::take(&mut self.zeros);
+                data.clear();
+                data.resize(len as usize, 0);
+                self.spare_ops.push(FileOp::Write {
+                    handle,
+                    offset: s.zeroed,
+                    data,
+                });
+                s.zeroed += len;
+            }
+            SpareStep::Syncing => self.spare_ops.push(FileOp::Fdatasync { handle }),
+            SpareStep::SyncingDir => self.spare_ops.push(FileOp::SyncDir),
+        }
+        self.spare = Some(s);
+        if next == SpareStep::Ready && self.waiting_for_spare() {
+            self.rolled_over = true;
+        }
+        Outcome::Pending
+    }
+
+    /// Takes the completion of the group's durable write.
+    pub fn complete(&mut self, result: IoResult) -> Outcome {
+        match (self.state, result) {
             (State::Writing, Ok(done)) => {
                 if let IoDone::Written(b) = done {
                     self.buf = b;
                 }
-                match self.handle {
-                    Some(handle) => {
-                        self.state = State::Syncing;
-                        submit(FileOp::Fdatasync { handle });
-                        Outcome::Pending
-                    }
-                    None => self.fail_group(IoError::Os(0)),
-                }
-            }
-            (State::Syncing, Ok(_)) => {
                 let aligned_start = self.write_offset - self.tail.len() as u64;
                 let new_tail_start = self.group_end - self.group_end % IO_ALIGN_BYTES as u64;
                 let cut = (new_tail_start - aligned_start) as usize;
@@ -248,30 +360,21 @@ impl WalWriter {
                 self.state = State::Ready;
                 Outcome::Acked
             }
-            (State::Opening | State::Preallocating | State::SyncingDir, Err(e)) => {
-                // Leave the half-made segment: recovery skips an all-zero one.
-                if let Some((handle, _)) = self.new_handle.take() {
-                    self.detached.push(FileOp::Close { handle });
-                }
-                self.state = State::Ready;
-                self.pending_bytes = 0;
-                Outcome::Failed(self.pending.drain(..).map(|(t, _)| t).collect(), e)
-            }
-            (State::Writing | State::Syncing, Err(e)) => self.fail_group(e),
+            (State::Writing, Err(e)) => self.fail_group(e),
             (State::Ready, _) => Outcome::Pending,
         }
     }
 
     fn fail_group(&mut self, e: IoError) -> Outcome {
-        // After a failed write or fdatasync the page cache state is unknown: move on to a fresh
+        // After a failed durable write the page cache state is unknown: move on to a fresh
         // segment whose header restarts at the same sequence number.
         self.needs_rollover = true;
         self.state = State::Ready;
         Outcome::Failed(self.group.drain(..).map(|(t, _)| t).collect(), e)
     }
 
-    /// True once after a new segment became ready: the waiting group should go out now rather
-    /// than a turn later.
+    /// True once after the segment waiting appends need became ready: the waiting group should
+    /// go out now rather than a turn later.
     pub fn take_rolled_over(&mut self) -> bool {
         std::mem::take(&mut self.rolled_over)
     }

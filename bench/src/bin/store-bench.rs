@@ -8,7 +8,8 @@ use bench::machine::RunMeta;
 use bench::store::limits::{
     CACHE_MIB_DEFAULT, CHANNELS_DEFAULT, COLD_QUERIES_DEFAULT, CONCURRENCY_DEFAULT,
     CONCURRENCY_MAX, HISTORY_DAYS_DEFAULT, HOT_QUERIES_DEFAULT, IO_THREADS_DEFAULT, IO_THREADS_MAX,
-    MEMTABLE_MIB_DEFAULT, MESSAGES_DEFAULT, MESSAGES_MAX, PAGING_CHANNELS_DEFAULT,
+    MAX_PHASE_MESSAGES_MIN, MEMTABLE_MIB_DEFAULT, MESSAGES_DEFAULT, MESSAGES_MAX,
+    PAGING_CHANNELS_DEFAULT, RATE_PHASE_S_DEFAULT, RATES_DEFAULT,
 };
 use bench::store::workload::Workload;
 use bench::store::{
@@ -34,6 +35,13 @@ struct Args {
     /// Appends outstanding at once (Hearth: logical clients; RocksDB: writer threads).
     #[arg(long, default_value_t = CONCURRENCY_DEFAULT)]
     concurrency: usize,
+    /// Offered rates (appends/s) of the fixed-rate phases after the max-throughput phase, the
+    /// same for every store; empty for none.
+    #[arg(long, value_delimiter = ',', default_value = RATES_DEFAULT)]
+    rates: Vec<u64>,
+    /// Length of each fixed-rate phase, seconds.
+    #[arg(long, default_value_t = RATE_PHASE_S_DEFAULT)]
+    rate_phase_s: f64,
     /// Memtable size of both stores, MiB.
     #[arg(long, default_value_t = MEMTABLE_MIB_DEFAULT)]
     memtable_mib: usize,
@@ -134,6 +142,22 @@ fn run(a: Args) -> Result<PathBuf, BenchError> {
             "--io-threads must be 1..={IO_THREADS_MAX}"
         )));
     }
+    if !(a.rate_phase_s > 0.0 && a.rate_phase_s <= 3600.0) || a.rates.contains(&0) {
+        return Err(BenchError::Invalid(
+            "--rates must be positive and --rate-phase-s within 0..=3600".into(),
+        ));
+    }
+    let rate_messages: u64 = a
+        .rates
+        .iter()
+        .map(|&r| store::rate_phase_messages(r, a.rate_phase_s))
+        .sum();
+    if rate_messages + MAX_PHASE_MESSAGES_MIN > a.messages {
+        return Err(BenchError::Invalid(format!(
+            "the rate phases take {rate_messages} messages: --messages must leave at least \
+             {MAX_PHASE_MESSAGES_MIN} for the max-throughput phase"
+        )));
+    }
     let meta = RunMeta::collect();
     let mut notes = a.note.clone();
     let builds = rustc_count();
@@ -156,6 +180,9 @@ fn run(a: Args) -> Result<PathBuf, BenchError> {
         channels: a.channels,
         history_days: a.history_days,
         concurrency: a.concurrency,
+        rates: a.rates.clone(),
+        rate_phase_s: a.rate_phase_s,
+        max_phase_messages: a.messages - rate_messages,
         memtable_mib: a.memtable_mib,
         cache_mib: a.cache_mib,
         io_threads: a.io_threads,
@@ -176,6 +203,16 @@ fn run(a: Args) -> Result<PathBuf, BenchError> {
             "RocksDB is Debian's librocksdb 7.8.3, built with assertions enabled: its CPU \
              figures include assertion checks a release build would not run."
                 .into(),
+        );
+    }
+    eprintln!("store-bench: device probe ...");
+    let device = store::device::probe(&p.data_dir)?;
+    for d in &device {
+        eprintln!(
+            "store-bench: device {}: p50 {:.3} ms, p99 {:.3} ms",
+            d.method,
+            d.latency.p50_us / 1000.0,
+            d.latency.p99_us / 1000.0
         );
     }
     let mut results = Vec::new();
@@ -207,6 +244,7 @@ fn run(a: Args) -> Result<PathBuf, BenchError> {
     notes.dedup();
     let run = StoreRun {
         params: p,
+        device,
         results,
         failures,
         notes,

@@ -18,9 +18,10 @@
 //!
 //! Unlike `StoreIo`, the commit log is written through the page cache (no O_DIRECT, which
 //! would need aligned user buffers) and then fdatasync'd, the same mechanism RocksDB's WAL uses.
-//! Segments are preallocated with fallocate so a group's fdatasync never allocates blocks.
+//! The store makes each next segment ahead of time (preallocated, filled with written zeros,
+//! fdatasync'd), so a group's fdatasync never allocates blocks or converts unwritten extents.
 //!
-//! Writes to other files (sorted files, the manifest) start their writeback at once with
+//! Writes to other files (sorted files, the manifest, the next segment's zero fill) start their writeback at once with
 //! `sync_file_range(SYNC_FILE_RANGE_WRITE)`, so a flush or a merge never leaves megabytes of dirty
 //! pages for one final fdatasync to push while a group's fdatasync waits behind it on the same
 //! device. RocksDB gets the same policy (`bytes_per_sync` = 1 MiB, see `rocks.rs`).
@@ -49,16 +50,19 @@ fn map_err(e: &std::io::Error) -> IoError {
     }
 }
 
-/// A pool of I/O threads for one store directory: one thread for the commit log (the store
-/// keeps one group in flight, so its write and fdatasync never queue behind a sorted-file sync
-/// or an unlink, as with io_uring, where every blocking request gets a worker of its own), the
-/// others for everything else.
+/// A pool of I/O threads for one store directory: one thread for the active commit-log
+/// segment (the store keeps one group in flight, so its write and fdatasync never queue behind
+/// a sorted-file sync, an unlink or the zero fill of the next segment, as with io_uring, where
+/// every blocking request gets a worker of its own), the others for everything else.
 #[derive(Debug)]
 pub struct PoolExec {
     log_jobs: Option<Sender<IoRequest>>,
     jobs: Option<Sender<IoRequest>>,
-    /// Handles of commit-log segments, known from their `Open`, to route their operations.
+    /// Handles of commit-log segments, known from their `Open`.
     log_handles: std::collections::HashSet<FileHandle>,
+    /// The segment groups are written to (known from its header write), whose operations take
+    /// the log lane.
+    active_log: Option<FileHandle>,
     files: Files,
     threads: Vec<JoinHandle<()>>,
 }
@@ -85,7 +89,7 @@ impl PoolExec {
                         // Best effort (root only); the report says what the run had.
                         let _ = super::prioritise_log_io();
                     }
-                    worker(&dir, &rx, &files, &done)
+                    worker(&dir, &rx, &files, &done, log)
                 })
                 .map(|h| handles.push(h))
         };
@@ -100,6 +104,7 @@ impl PoolExec {
             log_jobs: Some(log_tx),
             jobs: Some(tx),
             log_handles: std::collections::HashSet::new(),
+            active_log: None,
             files,
             threads: handles,
         })
@@ -109,17 +114,40 @@ impl PoolExec {
     pub fn submit(&mut self, req: IoRequest) -> bool {
         let log = match &req.op {
             FileOp::Open { handle, name, .. } => {
-                let log = matches!(msgstore::io::parse_name(name), Some((true, _)));
-                if log {
+                if matches!(msgstore::io::parse_name(name), Some((true, _))) {
                     self.log_handles.insert(*handle);
                 }
-                log
+                false
             }
-            FileOp::Close { handle } => self.log_handles.remove(handle),
-            FileOp::Write { handle, .. }
-            | FileOp::Read { handle, .. }
+            FileOp::Close { handle } => {
+                self.log_handles.remove(handle);
+                false
+            }
+            FileOp::Write {
+                handle,
+                offset,
+                data,
+            }
+            | FileOp::WriteDurable {
+                handle,
+                offset,
+                data,
+            } => {
+                // A segment's first group carries its header: from then on the segment is the
+                // active one, and its writes and syncs take the log lane. Until then (the next
+                // segment being made ahead: zero fill, its fdatasync) they go with the
+                // background work, as io_uring would run them beside the log's.
+                if *offset == 0
+                    && self.log_handles.contains(handle)
+                    && data.starts_with(&msgstore::wal::SEGMENT_MAGIC)
+                {
+                    self.active_log = Some(*handle);
+                }
+                self.active_log == Some(*handle)
+            }
+            FileOp::Read { handle, .. }
             | FileOp::Fdatasync { handle }
-            | FileOp::Preallocate { handle, .. } => self.log_handles.contains(handle),
+            | FileOp::Preallocate { handle, .. } => self.active_log == Some(*handle),
             FileOp::Rename { .. } | FileOp::Remove { .. } | FileOp::SyncDir | FileOp::ListDir => {
                 false
             }
@@ -179,6 +207,7 @@ fn worker(
     rx: &Mutex<Receiver<IoRequest>>,
     files: &Files,
     done: &Sender<(IoId, IoResult)>,
+    log_lane: bool,
 ) {
     loop {
         let req = {
@@ -188,7 +217,7 @@ fn worker(
                 Err(_) => return,
             }
         };
-        let result = execute(dir, files, req.op);
+        let result = execute(dir, files, req.op, log_lane);
         if done.send((req.id, result)).is_err() {
             return;
         }
@@ -215,8 +244,9 @@ fn path(dir: &Path, name: &str) -> Result<PathBuf, IoError> {
     Ok(dir.join(name))
 }
 
-/// Carries out one operation with blocking system calls.
-fn execute(dir: &Path, files: &Files, op: FileOp) -> IoResult {
+/// Carries out one operation with blocking system calls. Writes off the log lane start their
+/// writeback at once.
+fn execute(dir: &Path, files: &Files, op: FileOp, log_lane: bool) -> IoResult {
     match op {
         FileOp::Open {
             handle,
@@ -249,9 +279,9 @@ fn execute(dir: &Path, files: &Files, op: FileOp) -> IoResult {
             offset,
             data,
         } => {
-            let (f, log) = file_and_kind(files, handle)?;
+            let f = file(files, handle)?;
             f.write_all_at(&data, offset).map_err(|e| map_err(&e))?;
-            if !log {
+            if !log_lane {
                 let off = libc::off64_t::try_from(offset).unwrap_or(0);
                 let len = libc::off64_t::try_from(data.len()).unwrap_or(0);
                 // Only starts writeback; durability still comes from the store's fdatasync,
@@ -261,6 +291,18 @@ fn execute(dir: &Path, files: &Files, op: FileOp) -> IoResult {
                     libc::sync_file_range(f.as_raw_fd(), off, len, libc::SYNC_FILE_RANGE_WRITE)
                 };
             }
+            Ok(IoDone::Written(data))
+        }
+        FileOp::WriteDurable {
+            handle,
+            offset,
+            data,
+        } => {
+            // The group commit: write, then fdatasync, on the same I/O thread with no trip
+            // through the store's loop in between (as RocksDB's WAL leader writes and syncs).
+            let f = file(files, handle)?;
+            f.write_all_at(&data, offset).map_err(|e| map_err(&e))?;
+            f.sync_data().map_err(|e| map_err(&e))?;
             Ok(IoDone::Written(data))
         }
         FileOp::Read {

@@ -5,12 +5,15 @@
 //! something is in flight and nothing else is runnable), hand them to the store, act on its
 //! events (an acknowledgement lets that logical client append its next message), then end the
 //! turn: `end_of_turn` seals every append of the turn into one group, and the turn's requests go
-//! to the I/O threads. The store keeps one group in flight: its write, then its fdatasync.
+//! to the I/O threads. The store keeps one group in flight: one durable write (the log I/O
+//! thread writes it and fdatasyncs the segment).
 
 use std::collections::{HashSet, VecDeque};
 use std::path::Path;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Instant;
+
+use hdrhistogram::Histogram;
 
 use msgstore::{
     Config, Event, FileHandle, FileOp, IoId, IoResult, Message, Query, QueryResult, Store,
@@ -21,8 +24,8 @@ use super::exec::PoolExec;
 use super::limits::{BLOCK_BYTES, PAGE_LIMIT, TURNS_MAX};
 use super::workload::Workload;
 use super::{
-    EngineResult, ReadPlan, StoreParams, dir_usage, drop_caches, fresh_dir, histogram,
-    paging_result, process_cpu_s, record, threads_off_core,
+    EngineResult, RatePhase, ReadPlan, StoreParams, dir_usage, drop_caches, fresh_dir, histogram,
+    paging_result, phase_ranges, process_cpu_s, record, threads_off_core, tight_timer_slack,
 };
 use crate::BenchError;
 use crate::latency::LatencySummary;
@@ -100,7 +103,9 @@ impl Shard {
                 FileOp::Open { handle, name, .. } if name.starts_with("wal-") => {
                     self.log_handles.insert(*handle);
                 }
-                FileOp::Fdatasync { handle } if self.log_handles.contains(handle) => {
+                // A group commit is one durable write; fdatasyncs of log files are the next
+                // segment's, made ahead of time, not groups.
+                FileOp::WriteDurable { handle, .. } if self.log_handles.contains(handle) => {
                     self.log_syncs_seen += 1;
                 }
                 _ => {}
@@ -136,6 +141,26 @@ impl Shard {
         while let Some(e) = self.store.poll_event() {
             self.events.push_back(e);
         }
+    }
+
+    /// Takes completions, waiting for one first if something is in flight, but not past
+    /// `wake` (when given; with nothing in flight it sleeps until `wake`).
+    fn take_completions_until(&mut self, wake: Option<Instant>) {
+        match wake {
+            None => return self.take_completions(true),
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                if self.in_flight > 0 {
+                    if let Ok((id, res)) = self.done.recv_timeout(left) {
+                        self.in_flight -= 1;
+                        self.store.complete_io(id, res);
+                    }
+                } else if !left.is_zero() {
+                    std::thread::sleep(left);
+                }
+            }
+        }
+        self.take_completions(false);
     }
 
     /// One turn with no foreground work: submit, then wait for I/O if any is in flight.
@@ -209,40 +234,65 @@ fn config(p: &StoreParams) -> Config {
     }
 }
 
-/// Appends every message with `concurrency` outstanding; returns (latency, errors, groups).
+/// How one append phase issues its appends.
+#[derive(Debug, Clone, Copy)]
+enum Pacing {
+    /// Closed loop: `concurrency` appends outstanding, each acknowledgement issues the next;
+    /// latency from the call.
+    Closed,
+    /// Open loop at this many appends/s (at most `concurrency` outstanding); latency from each
+    /// append's due time.
+    Rate(u64),
+}
+
+/// Appends messages `range` with `concurrency` outstanding at most; returns (latency, errors,
+/// groups, seconds).
 fn appends(
     shard: &mut Shard,
     w: &Workload,
+    range: std::ops::Range<u64>,
     concurrency: usize,
-) -> Result<(LatencySummary, u64, u64), BenchError> {
+    pacing: Pacing,
+) -> Result<(Histogram<u64>, u64, u64, f64), BenchError> {
     let mut hist = histogram()?;
-    let n = w.messages;
+    let n = range.end - range.start;
     let mut started = vec![0u64; n as usize];
     let origin = Instant::now();
-    let mut next = 0u64;
-    let mut acked = 0u64;
+    let mut next = range.start;
+    let mut done = 0u64;
     let mut errors = 0u64;
+    let mut outstanding = 0usize;
     let mut retry: VecDeque<u64> = VecDeque::new();
     let syncs_before = shard.log_syncs_seen;
     let now_ns = |o: &Instant| o.elapsed().as_nanos() as u64;
-    // The logical clients' first appends.
-    let mut want = concurrency.min(n as usize);
+    let due_ns = |i: u64| match pacing {
+        Pacing::Closed => 0,
+        Pacing::Rate(r) => {
+            ((i - range.start) as u128 * 1_000_000_000 / u128::from(r.max(1))) as u64
+        }
+    };
     for _ in 0..TURNS_MAX {
-        // Clients whose previous append finished append again (and pushed-back ones retry).
-        while want > 0 {
+        // Issue what is due (closed loop: whatever the outstanding bound allows); pushed-back
+        // appends retry first.
+        let now = now_ns(&origin);
+        while outstanding < concurrency {
             let i = match retry.pop_front() {
                 Some(i) => i,
-                None if next < n => {
-                    next += 1;
-                    if let Some(s) = started.get_mut((next - 1) as usize) {
-                        *s = now_ns(&origin);
+                None if next < range.end && due_ns(next) <= now => {
+                    let t0 = match pacing {
+                        Pacing::Closed => now,
+                        Pacing::Rate(_) => due_ns(next),
+                    };
+                    if let Some(s) = started.get_mut((next - range.start) as usize) {
+                        *s = t0;
                     }
+                    next += 1;
                     next - 1
                 }
                 None => break,
             };
             match shard.store.append(i, w.message(i)) {
-                Ok(()) => want -= 1,
+                Ok(()) => outstanding += 1,
                 Err(StoreError::Backpressure) => {
                     retry.push_front(i);
                     break;
@@ -252,26 +302,39 @@ fn appends(
         }
         shard.turns += 1;
         shard.submit()?;
-        shard.take_completions(true);
+        // Wait for a completion, but no later than the next append's due time.
+        let wake = match pacing {
+            Pacing::Rate(_)
+                if next < range.end && outstanding < concurrency && retry.is_empty() =>
+            {
+                Some(origin + std::time::Duration::from_nanos(due_ns(next)))
+            }
+            _ => None,
+        };
+        shard.take_completions_until(wake);
         while let Some(e) = shard.events.pop_front() {
             match e {
                 Event::Acked { token } => {
-                    let t0 = started.get(token as usize).copied().unwrap_or(0);
+                    let t0 = started
+                        .get((token - range.start) as usize)
+                        .copied()
+                        .unwrap_or(0);
                     record(&mut hist, now_ns(&origin).saturating_sub(t0));
-                    acked += 1;
-                    want += 1;
+                    done += 1;
+                    outstanding = outstanding.saturating_sub(1);
                 }
                 Event::Failed { .. } => {
                     // Counted and not retried: the report shows it.
                     errors += 1;
-                    want += 1;
+                    done += 1;
+                    outstanding = outstanding.saturating_sub(1);
                 }
                 _ => {}
             }
         }
-        if acked + errors >= n {
+        if done >= n {
             let groups = shard.log_syncs_seen - syncs_before;
-            return Ok((LatencySummary::from_ns(&hist), errors, groups));
+            return Ok((hist, errors, groups, origin.elapsed().as_secs_f64()));
         }
     }
     Err(stuck("appends"))
@@ -364,13 +427,28 @@ pub fn run(p: &StoreParams, w: &Workload, plan: &ReadPlan) -> Result<EngineResul
     let mut failures = 0u64;
     let mut shard = Shard::open(&dir, config(p), p.io_threads)?;
 
+    tight_timer_slack();
+    let (max_range, rate_ranges) = phase_ranges(p);
     let cpu0 = process_cpu_s();
-    let t = Instant::now();
-    let (append_latency, append_errors, groups) = appends(&mut shard, w, p.concurrency)?;
-    let append_s = t.elapsed().as_secs_f64();
+    let max_n = max_range.end - max_range.start;
+    let (h, append_errors, groups, append_s) =
+        appends(&mut shard, w, max_range, p.concurrency, Pacing::Closed)?;
+    let append_latency = LatencySummary::from_ns(&h);
     let append_cpu_s = process_cpu_s() - cpu0;
     let off_core = threads_off_core(p.core);
-    let durable = w.messages - append_errors;
+    let durable = max_n - append_errors;
+    let mut rate_phases = Vec::new();
+    for (rate, range) in rate_ranges {
+        let n = range.end - range.start;
+        let (h, errors, groups, secs) =
+            appends(&mut shard, w, range, p.concurrency, Pacing::Rate(rate))?;
+        eprintln!(
+            "store-bench: hearth at {rate}/s: p50 {:.3} ms, p99 {:.3} ms",
+            h.value_at_quantile(0.5) as f64 / 1e6,
+            h.value_at_quantile(0.99) as f64 / 1e6
+        );
+        rate_phases.push(RatePhase::new(rate, n, errors, secs, Some(groups), &h));
+    }
 
     let t = Instant::now();
     shard.store.flush();
@@ -398,10 +476,10 @@ pub fn run(p: &StoreParams, w: &Workload, plan: &ReadPlan) -> Result<EngineResul
     Ok(EngineResult {
         engine: "hearth".into(),
         setup: format!(
-            "msgstore (lz4 blocks of {} KiB, {} MiB memtable, {} MiB block cache, 8 MiB \
-             preallocated log segments, time-window compaction, background work {} KiB per \
-             turn) on one shard loop thread + {} blocking I/O threads (one for the log, real-time \
-             I/O class), all on core {}; log written through the page cache + one fdatasync per \
+            "msgstore (lz4 blocks of {} KiB, {} MiB memtable, {} MiB block cache, 8 MiB log \
+             segments made ahead (preallocated, zero-filled, synced), time-window compaction, \
+             background work {} KiB per turn, a quarter of it while appends are in flight) on one shard loop thread + {} blocking I/O threads (one for the log, real-time \
+             I/O class), all on core {}; log written through the page cache, one write + fdatasync per \
              group; cached reads completed inline (RWF_NOWAIT)",
             BLOCK_BYTES / 1024,
             p.memtable_mib,
@@ -417,6 +495,7 @@ pub fn run(p: &StoreParams, w: &Workload, plan: &ReadPlan) -> Result<EngineResul
         appends_per_s: durable as f64 / append_s.max(1e-9),
         append_cpu_s,
         cpu_us_per_append: append_cpu_s * 1e6 / durable.max(1) as f64,
+        rate_phases,
         commit_groups: Some(groups),
         threads_off_core: off_core,
         append_latency,

@@ -30,6 +30,23 @@ pub const IO_THREADS_DEFAULT: usize = 4;
 /// Most I/O threads.
 pub const IO_THREADS_MAX: usize = 64;
 
+/// Offered rates of the fixed-rate append phases by default, appends/s: about half and 80 %
+/// of RocksDB's durable maximum here (~11.5k/s) and about 80 % of Hearth's (~23k/s before this
+/// change), the same rates for both stores.
+pub const RATES_DEFAULT: &str = "5000,9000,18000";
+/// Length of one fixed-rate phase by default, seconds.
+pub const RATE_PHASE_S_DEFAULT: f64 = 8.0;
+/// A rate phase counts as sustained if the store acknowledged at least this share of the
+/// offered rate over the phase.
+pub const RATE_SUSTAINED_FRACTION: f64 = 0.97;
+/// Fewest messages left for the max-throughput phase once the rate phases took theirs.
+pub const MAX_PHASE_MESSAGES_MIN: u64 = 10_000;
+
+/// Durable 4 KiB writes per device probe method (a few seconds at this disk's speed).
+pub const DEVICE_PROBE_WRITES: u64 = 4000;
+/// Size of the device probe's file (written through before the probe, then cycled over).
+pub const DEVICE_PROBE_FILE_BYTES: usize = 8 * 1024 * 1024;
+
 /// Messages per history page (Discord's default page).
 pub const PAGE_LIMIT: usize = 50;
 /// Latest-N queries measured hot by default.

@@ -6,7 +6,8 @@
 //! 1. **Appends**: `concurrency` appends outstanding at once until `messages` are durable.
 //!    Hearth: one shard loop (the calling thread) keeps `concurrency` logical clients busy; each
 //!    acknowledgement immediately issues that client's next append, every append of a loop turn
-//!    goes out as one group (one write + one fdatasync), acknowledged after it ([`hearth`]).
+//!    goes out as one group (one durable write: write + fdatasync on the log I/O thread),
+//!    acknowledged after it ([`hearth`]).
 //!    RocksDB: `concurrency` writer threads, each a closed loop of `Put` with `sync = true`, so
 //!    RocksDB's own group commit (a leader writes and syncs the WAL for the whole group) forms
 //!    ([`rocks`]). Everything (store thread, I/O threads, writer threads, background threads) is
@@ -21,6 +22,7 @@
 //! Results are checked: every page walk must return exactly the messages the workload put in the
 //! channel, every latest-50 the channel's newest.
 
+pub mod device;
 pub mod exec;
 pub mod hearth;
 pub mod limits;
@@ -52,6 +54,13 @@ pub struct StoreParams {
     pub history_days: u64,
     /// Appends outstanding at once (Hearth logical clients = RocksDB writer threads).
     pub concurrency: usize,
+    /// Offered rates (appends/s) of the fixed-rate phases, run after the max-throughput phase,
+    /// the same for every store.
+    pub rates: Vec<u64>,
+    /// Length of one fixed-rate phase, seconds (it appends `rate × rate_phase_s` messages).
+    pub rate_phase_s: f64,
+    /// Messages of the max-throughput (closed-loop) phase: the ones the rate phases leave.
+    pub max_phase_messages: u64,
     /// Memtable size of both stores, MiB.
     pub memtable_mib: usize,
     /// Block cache of both stores, MiB.
@@ -118,6 +127,8 @@ pub struct EngineResult {
     pub append_cpu_s: f64,
     /// CPU per durable append, µs.
     pub cpu_us_per_append: f64,
+    /// Fixed-rate phases, in the order run (after the max-throughput phase).
+    pub rate_phases: Vec<RatePhase>,
     /// Commit groups (fdatasyncs of the log) during appends, where known.
     pub commit_groups: Option<u64>,
     /// Threads of the process not pinned to the core at the end of the append phase.
@@ -154,6 +165,83 @@ pub struct EngineResult {
     pub check_failures: u64,
 }
 
+/// One fixed-rate (open-loop) append phase.
+///
+/// Append `k` of the phase is due at `start + k / rate`; its latency counts from that due time,
+/// not from when the harness got to issue it (coordinated omission accounted for, as the
+/// pingpong client does), so a store that falls behind pays for every append it delayed.
+#[derive(Debug, Clone, Serialize)]
+pub struct RatePhase {
+    /// Offered rate, appends/s.
+    pub offered_per_s: u64,
+    /// Appends issued (`offered × rate_phase_s`).
+    pub appends: u64,
+    /// Appends that failed.
+    pub errors: u64,
+    /// Wall time until the last acknowledgement, seconds.
+    pub seconds: f64,
+    /// Durable appends per second over the phase.
+    pub achieved_per_s: f64,
+    /// The store kept up: achieved at least `RATE_SUSTAINED_FRACTION` of the offered rate.
+    pub sustained: bool,
+    /// Commit groups (log fdatasyncs) in the phase, where known.
+    pub commit_groups: Option<u64>,
+    /// Latency from each append's due time to its durable acknowledgement.
+    pub latency: LatencySummary,
+}
+
+impl RatePhase {
+    /// The phase's figures from its counts, wall time and latency histogram.
+    pub fn new(
+        offered_per_s: u64,
+        appends: u64,
+        errors: u64,
+        seconds: f64,
+        commit_groups: Option<u64>,
+        h: &Histogram<u64>,
+    ) -> Self {
+        let achieved_per_s = (appends - errors.min(appends)) as f64 / seconds.max(1e-9);
+        RatePhase {
+            offered_per_s,
+            appends,
+            errors,
+            seconds,
+            achieved_per_s,
+            sustained: achieved_per_s >= offered_per_s as f64 * limits::RATE_SUSTAINED_FRACTION,
+            commit_groups,
+            latency: LatencySummary::from_ns(h),
+        }
+    }
+}
+
+/// Where each append phase's messages come from: the max-throughput phase takes the first
+/// `max_phase_messages`, then each rate phase the next `rate × rate_phase_s`.
+pub fn phase_ranges(p: &StoreParams) -> (std::ops::Range<u64>, Vec<(u64, std::ops::Range<u64>)>) {
+    let mut from = p.max_phase_messages.min(p.messages);
+    let max = 0..from;
+    let mut phases = Vec::new();
+    for &rate in &p.rates {
+        let n = rate_phase_messages(rate, p.rate_phase_s);
+        let to = (from + n).min(p.messages);
+        phases.push((rate, from..to));
+        from = to;
+    }
+    (max, phases)
+}
+
+/// Messages one rate phase appends.
+pub fn rate_phase_messages(rate: u64, seconds: f64) -> u64 {
+    (rate as f64 * seconds).round() as u64
+}
+
+/// Lowers this thread's timer slack to 1 ns, so sleeps until a due time wake on time (the
+/// default 50 µs slack would show up as harness lateness in the fixed-rate latencies). Both
+/// stores' issuing threads get it.
+pub fn tight_timer_slack() {
+    // SAFETY: PR_SET_TIMERSLACK takes an integer and touches no memory.
+    let _ = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
+}
+
 /// A store that could not be measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoreFailure {
@@ -168,6 +256,8 @@ pub struct StoreFailure {
 pub struct StoreRun {
     /// Parameters.
     pub params: StoreParams,
+    /// The disk's own latency for one durable 4 KiB write, measured before the stores.
+    pub device: Vec<device::DeviceProbe>,
     /// Results per store.
     pub results: Vec<EngineResult>,
     /// Stores not measured.

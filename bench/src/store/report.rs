@@ -13,6 +13,7 @@ use crate::report::markdown::ratio;
 use crate::report::svg::{self, Series};
 use crate::report::to_json;
 
+use super::limits::RATE_SUSTAINED_FRACTION;
 use super::{EngineResult, StoreRun};
 
 /// Target of issue 4: Hearth's durable appends/s at least this multiple of RocksDB's.
@@ -80,9 +81,34 @@ pub fn markdown(meta: &RunMeta, run: &StoreRun) -> String {
         p.cache_mib
     );
 
+    if !run.device.is_empty() {
+        out.push_str(
+            "## The disk's own durable write\n\nBefore the stores: one 4 KiB write made durable \
+             at a time on an already-written file in the data directory (no store can \
+             acknowledge a durable append faster; this p99 bounds any append p99).\n\n\
+             | method | writes | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |\n\
+             |---|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for d in &run.device {
+            let l = &d.latency;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                d.method,
+                l.count,
+                ms(l.p50_us),
+                ms(l.p90_us),
+                ms(l.p99_us),
+                ms(l.p999_us),
+                ms(l.max_us)
+            );
+        }
+        out.push('\n');
+    }
+
     out.push_str(
         "## Durable appends\n\n\
-         Log syncs: Hearth counts its commit-log fdatasyncs; RocksDB's figure comes from its \
+         Log syncs: Hearth counts its group commits (one durable write each); RocksDB's figure comes from its \
          `rocksdb.dbstats` (rounded to thousands there).\n\n\
          | store | appends | appends/s | CPU µs/append | log syncs | appends/sync | p50 ms | \
          p90 ms | p99 ms | p99.9 ms | max ms | errors |\n\
@@ -113,6 +139,57 @@ pub fn markdown(meta: &RunMeta, run: &StoreRun) -> String {
             ms(l.max_us),
             r.append_errors
         );
+    }
+
+    if run.results.iter().any(|r| !r.rate_phases.is_empty()) {
+        let _ = writeln!(
+            out,
+            "\n## Appends at fixed offered rates\n\nThe table above is the max-throughput phase \
+             (first {} messages, closed loop: {} appends always outstanding, so its latency is \
+             mostly queueing: mean latency = outstanding ÷ throughput). Then each store gets the \
+             same fixed offered rates, open loop, {:.0} s each (at most {} outstanding): append k \
+             is due at start + k / rate and its latency counts **from its due time** to its \
+             durable acknowledgement, so falling behind costs every delayed append. Sustained = \
+             acknowledged at least {:.0} % of the offered rate.\n\n\
+             | offered /s | store | achieved /s | sustained | log syncs | appends/sync | p50 ms | \
+             p90 ms | p99 ms | p99.9 ms | max ms | errors |\n\
+             |---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            p.max_phase_messages,
+            p.concurrency,
+            p.rate_phase_s,
+            p.concurrency,
+            RATE_SUSTAINED_FRACTION * 100.0
+        );
+        for rate in &p.rates {
+            for r in &run.results {
+                for ph in r.rate_phases.iter().filter(|ph| ph.offered_per_s == *rate) {
+                    let l = &ph.latency;
+                    let groups = ph.commit_groups.map_or("n/a".into(), |g| g.to_string());
+                    let per = ph
+                        .commit_groups
+                        .filter(|g| *g > 0)
+                        .map_or("n/a".into(), |g| {
+                            format!("{:.1}", ph.appends as f64 / g as f64)
+                        });
+                    let _ = writeln!(
+                        out,
+                        "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        ph.offered_per_s,
+                        r.engine,
+                        ph.achieved_per_s,
+                        if ph.sustained { "yes" } else { "**no**" },
+                        groups,
+                        per,
+                        ms(l.p50_us),
+                        ms(l.p90_us),
+                        ms(l.p99_us),
+                        ms(l.p999_us),
+                        ms(l.max_us),
+                        ph.errors
+                    );
+                }
+            }
+        }
     }
 
     out.push_str(
@@ -234,10 +311,27 @@ pub fn markdown(meta: &RunMeta, run: &StoreRun) -> String {
                 out,
                 "\n## Targets of issue 4 (Hearth)\n\n| target | measured | |\n|---|---:|---|\n\
                  | ≥ {TARGET_APPEND_RATIO}× RocksDB durable appends/s | {append_ratio:.2}× | {} |\n\
-                 | append p99 ≤ {TARGET_APPEND_P99_MS} ms | {p99_ms:.3} ms | {} |\n\
-                 | latest-50 p99 hot ≤ {TARGET_LATEST_P99_MS} ms | {latest_ms:.3} ms | {} |",
+                 | append p99 ≤ {TARGET_APPEND_P99_MS} ms at max throughput ({} outstanding) | \
+                 {p99_ms:.3} ms | {} |",
                 met(append_ratio >= TARGET_APPEND_RATIO),
+                p.concurrency,
                 met(p99_ms <= TARGET_APPEND_P99_MS),
+            );
+            for ph in &h.rate_phases {
+                let ms99 = ph.latency.p99_us / 1000.0;
+                let _ = writeln!(
+                    out,
+                    "| append p99 ≤ {TARGET_APPEND_P99_MS} ms at {} appends/s offered \
+                     ({:.0} % of Hearth's max{}) | {ms99:.3} ms | {} |",
+                    ph.offered_per_s,
+                    ph.offered_per_s as f64 * 100.0 / h.appends_per_s.max(1e-9),
+                    if ph.sustained { "" } else { ", not sustained" },
+                    met(ph.sustained && ms99 <= TARGET_APPEND_P99_MS),
+                );
+            }
+            let _ = writeln!(
+                out,
+                "| latest-50 p99 hot ≤ {TARGET_LATEST_P99_MS} ms | {latest_ms:.3} ms | {} |",
                 met(latest_ms <= TARGET_LATEST_P99_MS),
             );
         }
@@ -373,7 +467,7 @@ mod tests {
     use super::*;
     use crate::latency::LatencySummary;
     use crate::machine::{GitInfo, Machine};
-    use crate::store::{PagingResult, StoreParams};
+    use crate::store::{PagingResult, RatePhase, StoreParams};
     use hdrhistogram::Histogram;
 
     fn meta() -> RunMeta {
@@ -396,11 +490,16 @@ mod tests {
         }
     }
 
-    /// A latency summary whose every percentile is `us`.
-    fn flat(us: u64) -> LatencySummary {
+    /// A histogram whose every percentile is `us`.
+    fn flat_hist(us: u64) -> Histogram<u64> {
         let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
         h.record(us * 1000).unwrap();
-        LatencySummary::from_ns(&h)
+        h
+    }
+
+    /// A latency summary whose every percentile is `us`.
+    fn flat(us: u64) -> LatencySummary {
+        LatencySummary::from_ns(&flat_hist(us))
     }
 
     fn result(engine: &str, rate: f64, p99_us: u64, amp: f64) -> EngineResult {
@@ -422,6 +521,14 @@ mod tests {
             appends_per_s: rate,
             append_cpu_s: 0.01,
             cpu_us_per_append: 10.0,
+            rate_phases: vec![RatePhase::new(
+                5000,
+                40_000,
+                0,
+                8.0,
+                Some(4000),
+                &flat_hist(p99_us / 2),
+            )],
             commit_groups: Some(100),
             threads_off_core: 0,
             append_latency: flat(p99_us),
@@ -449,6 +556,9 @@ mod tests {
                 channels: 10,
                 history_days: 120,
                 concurrency: 64,
+                rates: vec![5000],
+                rate_phase_s: 8.0,
+                max_phase_messages: 1000,
                 memtable_mib: 4,
                 cache_mib: 32,
                 io_threads: 4,
@@ -463,6 +573,10 @@ mod tests {
                 logical_bytes: 1_000_000,
                 value_bytes_mean: 700.0,
             },
+            device: vec![super::super::device::DeviceProbe {
+                method: "O_DIRECT 4 KiB pwrite + fdatasync".into(),
+                latency: flat(200),
+            }],
             results: vec![
                 result("hearth", 30_000.0, 1000, 1.2),
                 result("rocksdb", 10_000.0, 4000, 1.1),
@@ -485,7 +599,21 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| append p99 ≤ 2 ms | 1.000 ms | **met** |"),
+            md.contains(
+                "| append p99 ≤ 2 ms at max throughput (64 outstanding) | 1.000 ms | **met** |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| append p99 ≤ 2 ms at 5000 appends/s offered (17 % of Hearth's max) | 0.500 ms \
+                 | **met** |"
+            ),
+            "{md}"
+        );
+        assert!(
+            // 2 ms recorded at 3 significant digits reads back as its bucket's top, 2.001 ms.
+            md.contains("| 5000 | rocksdb | 5000 | yes | 4000 | 10.0 | 2.001 |"),
             "{md}"
         );
         assert!(
@@ -493,6 +621,10 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("- RocksDB has assertions enabled"));
+        assert!(
+            md.contains("| O_DIRECT 4 KiB pwrite + fdatasync | 1 | 0.200 |"),
+            "{md}"
+        );
         assert!(
             md.contains("| hearth | 1000 | 30000 | 10.00 | 100 | 10.0 |"),
             "{md}"
@@ -507,7 +639,9 @@ mod tests {
         let md = markdown(&meta(), &r);
         assert!(md.contains("| 1.50× | **missed** |"), "{md}");
         assert!(
-            md.contains("| append p99 ≤ 2 ms | 3.000 ms | **missed** |"),
+            md.contains(
+                "| append p99 ≤ 2 ms at max throughput (64 outstanding) | 3.000 ms | **missed** |"
+            ),
             "{md}"
         );
         let dir = std::env::temp_dir().join(format!("store-report-{}", std::process::id()));

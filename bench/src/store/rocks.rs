@@ -27,8 +27,8 @@ use super::limits::{BLOCK_BYTES, BLOOM_BITS_PER_KEY, BYTES_PER_SYNC, PAGE_LIMIT}
 use super::rocks_ffi as ffi;
 use super::workload::{KEY_BYTES, Workload, key, value};
 use super::{
-    EngineResult, PagingResult, ReadPlan, StoreParams, dir_usage, drop_caches, fresh_dir,
-    histogram, paging_result, process_cpu_s, record, threads_off_core,
+    EngineResult, PagingResult, RatePhase, ReadPlan, StoreParams, dir_usage, drop_caches,
+    fresh_dir, histogram, paging_result, phase_ranges, process_cpu_s, record, threads_off_core,
 };
 use crate::BenchError;
 use crate::latency::LatencySummary;
@@ -250,13 +250,28 @@ fn wal_syncs(stats: &str) -> Option<u64> {
     digits.parse::<u64>().ok().map(|d| d * scale)
 }
 
-/// The append phase: `concurrency` threads, each a closed loop of synchronous puts.
+/// One append phase over messages `range`: `concurrency` threads, each a loop of synchronous
+/// puts. Closed loop (`rate` None): each thread puts its next message as soon as the last is
+/// durable, latency from the call. Fixed rate: message `k` of the phase is due at `start +
+/// k / rate`; the thread that takes it sleeps until then, latency counts from the due time.
+/// Returns (latency, errors, threads off the core, seconds).
 fn appends(
     db: &Rocks,
     w: &Workload,
     p: &StoreParams,
-) -> Result<(LatencySummary, u64, usize), BenchError> {
-    let next = AtomicU64::new(0);
+    range: std::ops::Range<u64>,
+    rate: Option<u64>,
+) -> Result<(Histogram<u64>, u64, usize, f64), BenchError> {
+    let next = AtomicU64::new(range.start);
+    let origin = Instant::now();
+    let due = |i: u64| {
+        rate.map(|r| {
+            origin
+                + std::time::Duration::from_nanos(
+                    ((i - range.start) as u128 * 1_000_000_000 / u128::from(r.max(1))) as u64,
+                )
+        })
+    };
     type WriterResult = Result<(Histogram<u64>, u64), BenchError>;
     let (results, off_core): (Vec<WriterResult>, usize) = std::thread::scope(|s| {
         let handles: Vec<_> = (0..p.concurrency)
@@ -265,19 +280,29 @@ fn appends(
                     pin_to_core(0, p.core).map_err(|e| BenchError::io("pin writer", e))?;
                     // As Hearth's log thread: best effort, root only.
                     let _ = super::prioritise_log_io();
+                    super::tight_timer_slack();
                     let wo = WriteOpts::sync();
                     let mut h = histogram()?;
                     let mut buf = Vec::new();
                     let mut errors = 0u64;
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= w.messages {
+                        if i >= range.end {
                             return Ok((h, errors));
                         }
                         let m = w.message(i);
                         let k = key(m.channel_id, m.id);
                         value(m, &mut buf);
-                        let t = Instant::now();
+                        let t = match due(i) {
+                            Some(at) => {
+                                let left = at.saturating_duration_since(Instant::now());
+                                if !left.is_zero() {
+                                    std::thread::sleep(left);
+                                }
+                                at
+                            }
+                            None => Instant::now(),
+                        };
                         if db.put(&wo, &k, &buf).is_err() {
                             errors += 1;
                         }
@@ -298,6 +323,7 @@ fn appends(
             .collect();
         (results, off)
     });
+    let seconds = origin.elapsed().as_secs_f64();
     let mut all = histogram()?;
     let mut errors = 0;
     for r in results {
@@ -306,7 +332,7 @@ fn appends(
             .map_err(|e| BenchError::Invalid(format!("histogram merge: {e}")))?;
         errors += e;
     }
-    Ok((LatencySummary::from_ns(&all), errors, off_core))
+    Ok((all, errors, off_core, seconds))
 }
 
 fn latest(
@@ -390,16 +416,29 @@ pub fn run(p: &StoreParams, w: &Workload, plan: &ReadPlan) -> Result<EngineResul
     let mut failures = 0u64;
     let db = Rocks::open(&dir, p)?;
 
+    let (max_range, rate_ranges) = phase_ranges(p);
+    let max_n = max_range.end - max_range.start;
     let cpu0 = process_cpu_s();
-    let t = Instant::now();
-    let (append_latency, append_errors, off_core) = appends(&db, w, p)?;
-    let append_s = t.elapsed().as_secs_f64();
+    let (h, append_errors, off_core, append_s) = appends(&db, w, p, max_range, None)?;
+    let append_latency = LatencySummary::from_ns(&h);
     let append_cpu_s = process_cpu_s() - cpu0;
-    let durable = w.messages - append_errors;
+    let durable = max_n - append_errors;
     let groups = db
         .property("rocksdb.dbstats")
         .as_deref()
         .and_then(wal_syncs);
+    let mut rate_phases = Vec::new();
+    for (rate, range) in rate_ranges {
+        let n = range.end - range.start;
+        let (h, errors, _, secs) = appends(&db, w, p, range, Some(rate))?;
+        eprintln!(
+            "store-bench: rocksdb at {rate}/s: p50 {:.3} ms, p99 {:.3} ms",
+            h.value_at_quantile(0.5) as f64 / 1e6,
+            h.value_at_quantile(0.99) as f64 / 1e6
+        );
+        // RocksDB prints its sync counter rounded to thousands: no per-phase figure.
+        rate_phases.push(RatePhase::new(rate, n, errors, secs, None, &h));
+    }
 
     let t = Instant::now();
     db.flush_and_compact()?;
@@ -442,6 +481,7 @@ pub fn run(p: &StoreParams, w: &Workload, plan: &ReadPlan) -> Result<EngineResul
         appends_per_s: durable as f64 / append_s.max(1e-9),
         append_cpu_s,
         cpu_us_per_append: append_cpu_s * 1e6 / durable.max(1) as f64,
+        rate_phases,
         commit_groups: groups,
         threads_off_core: off_core,
         append_latency,

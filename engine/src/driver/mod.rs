@@ -143,6 +143,14 @@ pub enum Op {
         /// The token of the operation(s) to cancel.
         target: Token,
     },
+    /// Shut down the sending half of a connected TCP socket (shutdown(2) with SHUT_WR): the peer
+    /// reads EOF after everything already sent while receives go on, so a server can drain what
+    /// the client is still sending before it closes (a close with unread input sends a reset
+    /// that can destroy the response still in flight). Later sends fail with EPIPE.
+    ShutdownWrite {
+        /// The connected socket.
+        socket: SocketId,
+    },
     /// Close a socket (listener, TCP or UDP); its in-flight operations complete with CANCELED.
     Close {
         /// The socket.
@@ -246,6 +254,13 @@ pub enum CompletionKind {
     Cancel {
         /// The outcome.
         result: Result<u32, Errno>,
+    },
+    /// An `Op::ShutdownWrite` finished.
+    ShutdownWrite {
+        /// The socket.
+        socket: SocketId,
+        /// The outcome (ENOTCONN if the connection was already gone).
+        result: Result<(), Errno>,
     },
     /// A socket close finished.
     Close {

@@ -4,8 +4,12 @@
 //! clock, the simulated network (TCP peers and UDP endpoints the test plays) and a [`SimDisk`].
 //! Each shard gets a [`SimDriver`] from the world; shard code sees only the `Driver` trait and
 //! behaves as on io_uring: multishot accept and receives, provided buffers lent until released,
-//! NOBUFS ending a multishot receive with the data left queued, partial sends under a receive
-//! window, cancellation by token, close cancelling in-flight operations first.
+//! NOBUFS ending a multishot receive with the data left queued, a multishot receive sometimes
+//! ended on a data completion (as CQ overflow does; `SimConfig::recv_end_with_data_prob`),
+//! partial sends under a receive window, cancellation by token, shutdown of the sending half,
+//! close cancelling in-flight operations first. As Linux does, closing a connection with input
+//! still unread resets it instead of sending a FIN, and so does input reaching a closed socket:
+//! the peer then loses what it had not read yet (a response cut off by a reset).
 //!
 //! Time: the clock moves only inside `run(Wait::Until(d))` when nothing is ready to deliver: it
 //! jumps to the next event (network arrival, this shard's timer or completion), never past `d`.
@@ -116,6 +120,8 @@ struct Sock {
     sends: VecDeque<u64>,
     /// Completions of one socket are delivered in the order they happened.
     last_ready_ns: u64,
+    /// `Op::ShutdownWrite` ran: the FIN is sent and later sends fail with EPIPE.
+    write_shut: bool,
 }
 
 /// A socket table entry; `Closing` keeps the id taken until its Close completion is delivered.
@@ -350,6 +356,7 @@ impl SimDriver {
             multishot: None,
             sends: VecDeque::new(),
             last_ready_ns: 0,
+            write_shut: false,
         });
         if let Some(i) = self.free_slots.pop() {
             self.slots[i as usize] = sock;
@@ -561,6 +568,7 @@ impl SimDriver {
                 let at = w.now_ns + w.latency();
                 self.complete(at, token, CompletionKind::Cancel { result }, true);
             }
+            Op::ShutdownWrite { socket } => self.shutdown_write(w, token, socket),
             Op::Close { socket } => self.close_socket(w, token, socket),
             Op::WriteAt {
                 file,
@@ -710,6 +718,35 @@ impl SimDriver {
         Ok(f.path.clone())
     }
 
+    /// shutdown(SHUT_WR): the peer gets the FIN behind what was already sent; a send still
+    /// waiting for window (and every later one) fails with EPIPE, as the kernel wakes it; the
+    /// receive side is untouched.
+    fn shutdown_write(&mut self, w: &mut World, token: Token, sid: SocketId) {
+        let shard = self.shard;
+        let result = match self.sock_mut(sid) {
+            Some(s) => match s.kind {
+                SockKind::Tcp { conn } => {
+                    s.write_shut = true;
+                    w.send_fin(conn, false);
+                    w.mark_dirty((shard, sid));
+                    Ok(())
+                }
+                _ => Err(Errno(libc::ENOTCONN)),
+            },
+            None => Err(Errno::BADF),
+        };
+        let at = self.sock_time(w, sid);
+        self.complete(
+            at,
+            token,
+            CompletionKind::ShutdownWrite {
+                socket: sid,
+                result,
+            },
+            true,
+        );
+    }
+
     /// Close a socket: cancel what is armed on it, tell the network, then complete the Close.
     fn close_socket(&mut self, w: &mut World, token: Token, sid: SocketId) {
         let keys: Vec<u64> = match self.sock_mut(sid) {
@@ -759,11 +796,18 @@ impl SimDriver {
                 }
             }
             SockKind::Tcp { conn } => {
+                let mut unread = false;
                 if let Some(c) = w.net.conn(conn) {
                     c.server_closed = true;
+                    unread = !c.to_server.arrived.is_empty();
                     c.to_server.arrived.clear();
                 }
-                w.send_fin(conn, false);
+                // Linux closes a socket with unread input by a reset, not a FIN.
+                if unread {
+                    w.send_reset(conn);
+                } else {
+                    w.send_fin(conn, false);
+                }
             }
             SockKind::Udp { addr } => {
                 w.net.udp.remove(&addr);
@@ -906,15 +950,22 @@ impl SimDriver {
             match lent {
                 Some((buf, len)) => {
                     self.stats.bytes_in += len as u64;
-                    let at = self.sock_time(w, sid);
+                    // Sometimes the kernel ends the multishot receive on a data completion (CQ
+                    // overflow): the rest stays queued until the shard re-arms.
+                    let ends = chance(&mut w.rng, w.cfg.recv_end_with_data_prob);
                     let kind = CompletionKind::Recv {
                         socket: sid,
                         result: Ok(RecvChunk {
                             buf: Some(buf),
                             len,
                         }),
-                        more: true,
+                        more: !ends,
                     };
+                    if ends {
+                        self.end_multishot(w, sid, key, kind);
+                        return;
+                    }
+                    let at = self.sock_time(w, sid);
                     self.complete(at, token, kind, false);
                 }
                 None => {
@@ -934,7 +985,10 @@ impl SimDriver {
 
     fn progress_sends(&mut self, w: &mut World, sid: SocketId, conn: PeerId) {
         loop {
-            let Some(&key) = self.sock_mut(sid).and_then(|s| s.sends.front()) else {
+            let Some((key, write_shut)) = self
+                .sock_mut(sid)
+                .and_then(|s| s.sends.front().map(|&k| (k, s.write_shut)))
+            else {
                 return;
             };
             let Some(Pending {
@@ -948,7 +1002,8 @@ impl SimDriver {
             let World { rng, net, cfg, .. } = &mut *w;
             let Some(c) = net.conn(conn) else { return };
             let mut segment = None;
-            let result = if c.peer_end == PeerEnd::Closed && c.to_server.fin_arrived {
+            let result = if write_shut || (c.peer_end == PeerEnd::Closed && c.to_server.fin_arrived)
+            {
                 Err(Errno::PIPE)
             } else if remaining == 0 || c.peer_end == PeerEnd::Closed {
                 // A peer that closed but whose FIN is still on the way: the bytes go nowhere.

@@ -28,10 +28,17 @@
 //! `io_uring_recvmsg_out` header and the peer address; the driver records where the payload starts
 //! so `recv_buf` returns exactly the datagram (truncated to the buffer if it was larger).
 //!
-//! Close of a socket: an AsyncCancel of every request on its descriptor, hard-linked to an
-//! IORING_OP_CLOSE, so multishot receives/accepts end (ECANCELED, `more == false`) before the
-//! descriptor is closed, exactly once, by the kernel. The `SocketId` is reused only after the close
-//! and every operation that referred to it have completed.
+//! Close of a connected TCP socket: IORING_OP_SHUTDOWN(SHUT_RDWR) hard-linked to IORING_OP_CLOSE.
+//! The shutdown wakes the socket's own waiters, so an armed multishot receive ends (EOF after any
+//! queued data) and a blocked send fails, each in O(1); the close drops the descriptor, and the
+//! socket itself is released when the last request holding a reference to it completes. No
+//! per-socket ASYNC_CANCEL: a cancel by descriptor walks every armed request of the ring, so
+//! closing N connections that way is O(N^2) (at 19k connections a drain spun in
+//! io_async_cancel past its bound). The final completions of a closed socket's operations are
+//! reported as CANCELED whatever ended them. Listeners and UDP sockets (a handful per shard) keep
+//! an AsyncCancel by descriptor hard-linked to the close. Either way the descriptor is closed
+//! exactly once, by the kernel, and the `SocketId` is reused only after the close and every
+//! operation that referred to it have completed.
 //!
 //! # Remote wake-ups
 //!
@@ -49,8 +56,8 @@
 //! - `submit.rs`: pushing SQEs whose pointers (iovecs, `msghdr`, address, timespec, `SendBuf` and
 //!   `AlignedBuf` memory) live in a boxed slot until the request's last CQE, or in the buffer ring.
 //! - `waker.rs`: eventfd create/read/write/close.
-//! - this file: registering the buffer ring, pushing the waker poll and close-time cancel (no user
-//!   memory), `open(2)`, `clock_gettime`, and dropping the buffer ring only once no request can
+//! - this file: registering the buffer ring, pushing the waker poll and the drop-time cancel (no
+//!   user memory), `open(2)`, `clock_gettime`, and dropping the buffer ring only once no request can
 //!   still fill a buffer (if `drop` cannot drain the ring in time it leaks instead of freeing).
 
 mod buf_ring;
@@ -83,14 +90,15 @@ use super::{
 
 /// The one buffer group all receives use.
 const BGID: u16 = 0;
-/// user_data of internal requests whose completion carries nothing (close-time cancels).
+/// user_data of internal requests whose completion carries nothing (the shutdown or cancel that
+/// precedes a socket close, the drop-time cancel).
 const UD_IGNORE: u64 = INTERNAL_BIT;
 /// user_data of the eventfd poll.
 const UD_WAKER: u64 = INTERNAL_BIT | 1;
 /// Most iovecs one send passes (the kernel's UIO_MAXIOV); more segments make a partial send.
 const IOV_MAX: usize = 1024;
-/// In-flight operations allowed per socket slot (a receive and a send each) ...
-const INFLIGHT_PER_SOCKET: usize = 2;
+/// In-flight operations allowed per socket slot (a receive, a send, and a shutdown or close) ...
+const INFLIGHT_PER_SOCKET: usize = 3;
 /// ... plus this many per submission-queue entry (timers, file I/O, cancels).
 const INFLIGHT_PER_SQ_ENTRY: usize = 4;
 /// How long `drop` waits for cancelled operations before leaking their buffers instead.

@@ -3,7 +3,9 @@
 //! own UDP port (base + shard index), so every packet of a room lands on the core that owns it.
 //!
 //! - `owner.rs`: voice states per guild, permission and user-limit checks, VOICE_STATE_UPDATE,
-//!   the voice server choice, VOICE_SERVER_UPDATE.
+//!   the voice server choice, VOICE_SERVER_UPDATE, moving guilds off a failed server.
+//! - `failover.rs`: the pure parts of failover: server choice and the health monitor.
+//! - `admin.rs`: `/admin/voice/servers` (list, drain, undrain, fault injection).
 //! - `server.rs`: participants, voice gateway sessions (`sfu::VoiceSession`), relays, the SFU.
 //! - `tls.rs`: rustls (ring) configuration and the sans-IO TLS pipe of one connection.
 //! - `udp.rs`: the UDP socket on the shard's driver.
@@ -11,6 +13,8 @@
 //! The shard loop (`shard.rs`) calls the `VoiceState` hooks below for connections of the
 //! `Service::VoiceTls` listener and for completions whose token [`owns_token`] claims.
 
+pub mod admin;
+pub mod failover;
 pub mod owner;
 pub mod server;
 pub mod tls;
@@ -47,6 +51,10 @@ pub struct VoiceSpec {
     pub tls_files: Option<TlsFiles>,
     /// Heartbeat interval announced in the voice Hello.
     pub heartbeat_interval_ms: u64,
+    /// Every shard pings every voice server this often (failover health check).
+    pub health_interval_ms: u64,
+    /// Consecutive unanswered pings after which a voice server is considered down.
+    pub health_misses_max: u32,
 }
 
 impl Default for VoiceSpec {
@@ -59,6 +67,8 @@ impl Default for VoiceSpec {
             public_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             tls_files: None,
             heartbeat_interval_ms: sfu::limits::VOICE_HEARTBEAT_INTERVAL_MS,
+            health_interval_ms: failover::VOICE_HEALTH_INTERVAL_MS,
+            health_misses_max: failover::VOICE_HEALTH_MISSES_MAX,
         }
     }
 }
@@ -84,6 +94,8 @@ pub struct VoiceShared {
     pub load: Vec<AtomicU64>,
     /// Whether each shard runs a voice server.
     pub serving: Vec<AtomicBool>,
+    /// Whether an operator drained each shard's voice server (it takes no new guilds).
+    pub drained: Vec<AtomicBool>,
     /// Each shard's bound (TLS, UDP) addresses, once it started.
     pub bound: Vec<OnceLock<(SocketAddr, SocketAddr)>>,
 }
@@ -94,6 +106,7 @@ impl VoiceShared {
         Arc::new(VoiceShared {
             load: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             serving: (0..shards).map(|_| AtomicBool::new(false)).collect(),
+            drained: (0..shards).map(|_| AtomicBool::new(false)).collect(),
             bound: (0..shards).map(|_| OnceLock::new()).collect(),
         })
     }
@@ -132,6 +145,12 @@ pub struct VoiceState {
     pub shared: Arc<VoiceShared>,
     /// Owner-side counters (the server keeps its own).
     pub stats: VoiceStats,
+    /// This shard's view of every voice server's health.
+    pub health: failover::HealthMonitor,
+    /// Fault injection (tests and failover drills, off unless an operator sets it through
+    /// `POST /admin/voice/servers/{shard}/faults`): this shard's voice server leaves health
+    /// pings unanswered, so the other shards declare it down and move its guilds away.
+    pub ignore_health_pings: bool,
     pool: Pool<SendBuf>,
     id: usize,
 }
@@ -153,6 +172,8 @@ impl VoiceState {
             server: None,
             shared: VoiceShared::new(shards),
             stats: VoiceStats::default(),
+            health: failover::HealthMonitor::new(shards, failover::HealthConfig::default()),
+            ignore_health_pings: false,
             pool: udp::sendbuf_pool(),
             id,
         }
@@ -165,9 +186,30 @@ impl VoiceState {
             .as_ref()
             .map(VoiceServer::snapshot)
             .unwrap_or_default();
-        s.state_updates = self.stats.state_updates;
-        s.state_refused = self.stats.state_refused;
+        let o = &self.stats;
+        s.state_updates = o.state_updates;
+        s.state_refused = o.state_refused;
+        s.failover_moves_started = o.failover_moves_started;
+        s.failover_guilds_moved = o.failover_guilds_moved;
+        s.failover_server_updates = o.failover_server_updates;
+        s.failover_users_dropped = o.failover_users_dropped;
+        s.failover_no_target = o.failover_no_target;
+        s.health_pings_sent = o.health_pings_sent;
+        s.health_pongs = o.health_pongs;
+        s.health_servers_down = o.health_servers_down;
+        s.health_servers_up = o.health_servers_up;
+        s.health_down_now = self.health.down_count() as u64;
+        s.drained = u64::from(self.is_drained());
+        s.ignoring_health_pings = u64::from(self.ignore_health_pings);
         s
+    }
+
+    /// Whether this shard's voice server is drained.
+    pub fn is_drained(&self) -> bool {
+        self.shared
+            .drained
+            .get(self.id)
+            .is_some_and(|d| d.load(Ordering::Acquire))
     }
 
     /// Publishes this server's participant count for the voice server choice.
@@ -237,10 +279,12 @@ impl VoiceState {
         }
     }
 
-    /// Once per turn: session clocks, then the UDP receive re-armed if it ended.
+    /// Once per turn: session clocks, repeated discovery answers that are due, then the UDP
+    /// receive re-armed if it ended.
     pub fn pump<D: Driver>(&mut self, driver: &mut D, now_ms: u64) {
         if let Some(s) = self.server.as_mut() {
             s.sweep(now_ms);
+            udp::send_due_repeats(s, &mut self.pool, driver, now_ms);
             udp::arm(s, driver);
         }
     }
@@ -271,6 +315,13 @@ pub fn install<D: Driver>(
     server.set_heartbeat_interval_ms(setup.spec.heartbeat_interval_ms);
     udp::arm(&mut server, driver);
     let id = ctx.id;
+    ctx.voice.health = failover::HealthMonitor::new(
+        ctx.shards(),
+        failover::HealthConfig {
+            interval_ms: setup.spec.health_interval_ms,
+            misses_max: setup.spec.health_misses_max,
+        },
+    );
     ctx.voice.shared = Arc::clone(&setup.shared);
     ctx.voice.server = Some(server);
     if let Some(b) = setup.shared.bound.get(id) {
@@ -280,6 +331,77 @@ pub fn install<D: Driver>(
         s.store(true, Ordering::Release);
     }
     ctx.voice.publish_load();
+}
+
+/// Once per turn (shard loop): a health round when one is due. Every shard pings every voice
+/// server of the node through the mailboxes (a few tasks a second: control plane), and moves
+/// the guilds it owns off a server that stays silent for `health_misses_max` rounds.
+pub fn health_tick(ctx: &mut ShardCtx) {
+    if !ctx.voice.health.due(ctx.now_ms) {
+        return;
+    }
+    let shared = Arc::clone(&ctx.voice.shared);
+    let mut actions = Vec::new();
+    ctx.voice.health.poll(
+        ctx.now_ms,
+        |s| {
+            shared
+                .serving
+                .get(s)
+                .is_some_and(|b| b.load(Ordering::Acquire))
+        },
+        &mut actions,
+    );
+    let origin = ctx.id;
+    for a in actions {
+        match a {
+            failover::HealthAction::Ping { shard, id } => {
+                ctx.voice.stats.health_pings_sent += 1;
+                // A full mailbox drops the ping: it counts as unanswered, which is fair for a
+                // server that cannot take work.
+                let _ = ctx.invoke_on(shard, move |t: &mut ShardCtx| answer_ping(t, origin, id));
+            }
+            other => on_health_change(ctx, other),
+        }
+    }
+    owner::retry_stranded(ctx);
+}
+
+/// On the pinged shard: answers unless it has no voice server or its fault switch is on.
+fn answer_ping(t: &mut ShardCtx, origin: usize, id: u64) {
+    if t.voice.server.is_none() || t.voice.ignore_health_pings {
+        return;
+    }
+    let me = t.id;
+    let _ = t.invoke_on(origin, move |o: &mut ShardCtx| {
+        o.voice.stats.health_pongs += 1;
+        if let Some(change) = o.voice.health.on_pong(me, id) {
+            on_health_change(o, change);
+        }
+    });
+}
+
+fn on_health_change(ctx: &mut ShardCtx, change: failover::HealthAction) {
+    match change {
+        failover::HealthAction::Down(s) => {
+            ctx.voice.stats.health_servers_down += 1;
+            tracing::warn!(
+                shard = ctx.id,
+                server = s,
+                "voice server stopped answering health pings"
+            );
+            owner::move_guilds_off(ctx, s, owner::MoveReason::Down);
+        }
+        failover::HealthAction::Up(s) => {
+            ctx.voice.stats.health_servers_up += 1;
+            tracing::info!(
+                shard = ctx.id,
+                server = s,
+                "voice server answers health pings again"
+            );
+        }
+        failover::HealthAction::Ping { .. } => {}
+    }
 }
 
 /// Op 4 from session `r`: forwarded to the guild's owner shard.
@@ -436,6 +558,90 @@ pub fn render_prometheus(shards: &[(usize, VoiceStats)], out: &mut String) {
             "counter",
             "UDP sends that failed.",
             |s| s.send_errors,
+        ),
+        (
+            "voice_discovery_repeated_total",
+            "counter",
+            "IP discovery answers sent again to reconnecting participants.",
+            |s| s.discovery_repeated,
+        ),
+        (
+            "voice_failover_moves_started_total",
+            "counter",
+            "Guild moves off a drained or down voice server started by this owner shard.",
+            |s| s.failover_moves_started,
+        ),
+        (
+            "voice_failover_guilds_moved_total",
+            "counter",
+            "Guild moves finished by this owner shard.",
+            |s| s.failover_guilds_moved,
+        ),
+        (
+            "voice_failover_server_updates_total",
+            "counter",
+            "VOICE_SERVER_UPDATEs sent to users of moved guilds.",
+            |s| s.failover_server_updates,
+        ),
+        (
+            "voice_failover_users_dropped_total",
+            "counter",
+            "Users of moved guilds the new voice server could not take.",
+            |s| s.failover_users_dropped,
+        ),
+        (
+            "voice_failover_no_target_total",
+            "counter",
+            "Guild moves wanted with no other voice server available.",
+            |s| s.failover_no_target,
+        ),
+        (
+            "voice_failover_evicted_total",
+            "counter",
+            "Participants closed with 4014 because their guild moved to another voice server.",
+            |s| s.failover_evicted,
+        ),
+        (
+            "voice_health_pings_sent_total",
+            "counter",
+            "Health pings sent to voice servers.",
+            |s| s.health_pings_sent,
+        ),
+        (
+            "voice_health_pongs_total",
+            "counter",
+            "Health pings answered in time.",
+            |s| s.health_pongs,
+        ),
+        (
+            "voice_health_servers_down_total",
+            "counter",
+            "Voice servers declared down by this shard.",
+            |s| s.health_servers_down,
+        ),
+        (
+            "voice_health_servers_up_total",
+            "counter",
+            "Voice servers answering again after being declared down.",
+            |s| s.health_servers_up,
+        ),
+        (
+            "voice_health_servers_down",
+            "gauge",
+            "Voice servers this shard considers down.",
+            |s| s.health_down_now,
+        ),
+        (
+            "voice_server_drained",
+            "gauge",
+            "1 when the shard's voice server is drained.",
+            |s| s.drained,
+        ),
+        (
+            "voice_server_ignoring_health_pings",
+            "gauge",
+            "1 when the shard's voice server ignores health pings (fault injection).",
+            |s| s.ignoring_health_pings,
         ),
     ];
     for (name, kind, help, f) in SERIES {

@@ -12,7 +12,8 @@ use gateway_core::guild::{Audience, ChannelKind, Guild, GuildEvent, perms};
 use serde_json::json;
 use sfu::VoiceFlags;
 
-use super::server::VoiceServer;
+use super::failover::{ServerView, pick_server};
+use super::server::{Adopted, Adoptee, VoiceServer};
 use crate::ctx::ShardCtx;
 
 /// One user's voice state as the owner shard keeps it.
@@ -26,6 +27,9 @@ pub struct UserVoice {
     pub self_mute: bool,
     /// Self-deafened.
     pub self_deaf: bool,
+    /// The shard that held the session at its last op 4 (VOICE_SERVER_UPDATE goes there when
+    /// the user's home shard does not know the session).
+    pub gateway_shard: usize,
 }
 
 /// The voice of one guild.
@@ -127,24 +131,35 @@ fn flags(guild: &Guild, user: u64, channel: u64, self_mute: bool, self_deaf: boo
     }
 }
 
-/// The least loaded shard with a voice server; ties go to `prefer` (no hop for control work),
-/// then to the lowest index.
-fn choose_server(ctx: &ShardCtx, prefer: usize) -> Option<usize> {
+/// What this shard knows about every voice server: published load plus `extra` (participants
+/// of moves it started that the target has not published yet), drained flags, its own health
+/// view.
+fn server_views(ctx: &ShardCtx, extra: &HashMap<usize, u64>) -> Vec<ServerView> {
     let shared = &ctx.voice.shared;
     (0..shared.load.len())
-        .filter(|&s| {
-            shared
+        .map(|s| ServerView {
+            shard: s,
+            serving: shared
                 .serving
                 .get(s)
-                .is_some_and(|b| b.load(Ordering::Acquire))
-        })
-        .min_by_key(|&s| {
-            let load = shared
+                .is_some_and(|b| b.load(Ordering::Acquire)),
+            drained: shared
+                .drained
+                .get(s)
+                .is_some_and(|b| b.load(Ordering::Acquire)),
+            down: ctx.voice.health.is_down(s),
+            load: shared
                 .load
                 .get(s)
-                .map_or(u64::MAX, |l| l.load(Ordering::Acquire));
-            (load, s != prefer, s)
+                .map_or(u64::MAX, |l| l.load(Ordering::Acquire))
+                .saturating_add(extra.get(&s).copied().unwrap_or(0)),
         })
+        .collect()
+}
+
+/// The least loaded available voice server (not drained, not down); ties go to `prefer`.
+fn choose_server(ctx: &ShardCtx, prefer: usize) -> Option<usize> {
+    pick_server(server_views(ctx, &HashMap::new()), prefer, None)
 }
 
 /// Checks op 4 against the guild; returns the flags for the channel to join.
@@ -235,10 +250,17 @@ fn apply_inner(ctx: &mut ShardCtx, req: &Op4) -> Result<(), Refusal> {
         if gv.states.is_empty() {
             ctx.voice.owner.guilds.remove(&g);
         }
-        via_server(ctx, server, g, data, None, move |v: &mut VoiceServer| {
-            v.remove(g, u);
-            None
-        })?;
+        via_server(
+            ctx,
+            server,
+            g,
+            Some(data),
+            None,
+            move |v: &mut VoiceServer| {
+                v.remove(g, u);
+                None
+            },
+        )?;
         return Ok(());
     };
     let flags = check(ctx, req, channel)?;
@@ -251,6 +273,7 @@ fn apply_inner(ctx: &mut ShardCtx, req: &Op4) -> Result<(), Refusal> {
         session_id: req.session_id.clone(),
         self_mute: req.self_mute,
         self_deaf: req.self_deaf,
+        gateway_shard: req.gateway_shard,
     };
     let new_session = prev.as_ref().is_none_or(|p| p.session_id != req.session_id);
     let entry = ctx.app.guilds.by_id.get(&g).ok_or(Refusal::NotMember)?;
@@ -263,15 +286,22 @@ fn apply_inner(ctx: &mut ShardCtx, req: &Op4) -> Result<(), Refusal> {
     );
     let home = Some((req.gateway_shard, req.session_id.clone()));
     let sid = req.session_id.clone();
-    via_server(ctx, server, g, data, home, move |v: &mut VoiceServer| {
-        if new_session {
-            let token = v.register(g, u, sid, channel, flags).ok()?;
-            Some((token, v.endpoint))
-        } else {
-            v.update(g, u, channel, flags);
-            None
-        }
-    })?;
+    via_server(
+        ctx,
+        server,
+        g,
+        Some(data),
+        home,
+        move |v: &mut VoiceServer| {
+            if new_session {
+                let token = v.register(g, u, sid, channel, flags).ok()?;
+                Some((token, v.endpoint))
+            } else {
+                v.update(g, u, channel, flags);
+                None
+            }
+        },
+    )?;
     ctx.voice
         .owner
         .guilds
@@ -294,7 +324,7 @@ fn via_server(
     ctx: &mut ShardCtx,
     server: usize,
     g: u64,
-    data: serde_json::Value,
+    data: Option<serde_json::Value>,
     home: Option<(usize, String)>,
     act: impl FnOnce(&mut VoiceServer) -> Option<(String, std::net::SocketAddr)> + Send + 'static,
 ) -> Result<(), Refusal> {
@@ -306,7 +336,9 @@ fn via_server(
             granted
         },
         move |o: &mut ShardCtx, granted: Option<(String, std::net::SocketAddr)>| {
-            announce(o, g, data);
+            if let Some(data) = data {
+                announce(o, g, data);
+            }
             if let (Some((token, endpoint)), Some((shard, sid))) = (granted, home) {
                 o.invoke_on_reliably(shard, move |c: &mut ShardCtx| {
                     deliver_server_update(c, &sid, g, &token, endpoint);
@@ -352,6 +384,13 @@ fn deliver_server_update(
 /// or overwrite change): announces the new state and pushes the flags to the voice server.
 /// Runs on the guild's owner shard.
 pub fn refresh_member(ctx: &mut ShardCtx, g: u64, user: u64) {
+    refresh(ctx, g, user, true);
+}
+
+/// [`refresh_member`]; `announce`: whether the guild hears VOICE_STATE_UPDATE even when only
+/// permissions changed (the member's own updates announce; guild-wide role or channel changes
+/// only push the flags, so one role edit does not send every voice state to every session).
+fn refresh(ctx: &mut ShardCtx, g: u64, user: u64, announce: bool) {
     let Some(gv) = ctx.voice.owner.guilds.get(&g) else {
         return;
     };
@@ -376,7 +415,7 @@ pub fn refresh_member(ctx: &mut ShardCtx, g: u64, user: u64) {
                 self_deaf: st.self_deaf,
                 user,
                 session_id: st.session_id,
-                gateway_shard: ctx.id,
+                gateway_shard: st.gateway_shard,
             },
         );
         return;
@@ -390,6 +429,7 @@ pub fn refresh_member(ctx: &mut ShardCtx, g: u64, user: u64) {
         (st.self_mute, st.self_deaf),
     );
     let channel = st.channel;
+    let data = announce.then_some(data);
     let _ = via_server(ctx, server, g, data, None, move |v: &mut VoiceServer| {
         v.update(g, user, channel, f);
         None
@@ -420,4 +460,311 @@ pub fn guild_voice_states(ctx: &ShardCtx, g: u64) -> Vec<serde_json::Value> {
             v
         })
         .collect()
+}
+
+/// Re-evaluates the voice users a guild change touches (called with every batch of guild events
+/// the owner shard publishes): a member update or removal refreshes that member (a kicked
+/// member, or one who lost CONNECT, leaves voice; a server mute takes effect on the SFU); role,
+/// channel and guild changes refresh everyone in voice quietly.
+pub fn after_guild_events(ctx: &mut ShardCtx, g: u64, events: &[GuildEvent]) {
+    let Some(gv) = ctx.voice.owner.guilds.get(&g) else {
+        // Nobody of this guild is in voice.
+        return;
+    };
+    let mut named: Vec<u64> = Vec::new();
+    let mut everyone = false;
+    for e in events {
+        match e.name {
+            "GUILD_MEMBER_UPDATE" | "GUILD_MEMBER_REMOVE" => {
+                if let Some(u) = e.data["user"]["id"]
+                    .as_str()
+                    .and_then(|s| s.parse::<u64>().ok())
+                {
+                    named.push(u);
+                }
+            }
+            "GUILD_ROLE_UPDATE" | "GUILD_ROLE_DELETE" | "CHANNEL_UPDATE" | "CHANNEL_DELETE"
+            | "GUILD_UPDATE" => everyone = true,
+            _ => {}
+        }
+    }
+    named.retain(|u| gv.states.contains_key(u));
+    named.sort_unstable();
+    named.dedup();
+    let mut quiet: Vec<u64> = if everyone {
+        gv.states
+            .keys()
+            .copied()
+            .filter(|u| !named.contains(u))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    quiet.sort_unstable();
+    for u in named {
+        refresh(ctx, g, u, true);
+    }
+    for u in quiet {
+        refresh(ctx, g, u, false);
+    }
+}
+
+// ----- failover -----
+
+/// Why guilds move off a voice server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoveReason {
+    /// An operator drained it.
+    Drained,
+    /// It stopped answering health pings.
+    Down,
+}
+
+/// The guilds of `owner` whose voice lives on `server`, in id order (deterministic moves).
+pub fn guilds_on(owner: &OwnerVoice, server: usize) -> Vec<u64> {
+    let mut gs: Vec<u64> = owner
+        .guilds
+        .iter()
+        .filter(|(_, gv)| gv.server == server)
+        .map(|(&g, _)| g)
+        .collect();
+    gs.sort_unstable();
+    gs
+}
+
+/// Moves every guild this shard owns off voice server `from` (each to the least loaded
+/// available server); returns how many moves started.
+pub fn move_guilds_off(ctx: &mut ShardCtx, from: usize, why: MoveReason) -> usize {
+    // Participants this sweep sends to each server before it publishes its new load, so one
+    // sweep spreads guilds instead of piling them on the server that was least loaded first.
+    let mut extra: HashMap<usize, u64> = HashMap::new();
+    let mut started = 0;
+    for g in guilds_on(&ctx.voice.owner, from) {
+        let Some(to) = pick_server(server_views(ctx, &extra), ctx.id, Some(from)) else {
+            ctx.voice.stats.failover_no_target += 1;
+            tracing::warn!(
+                guild = g,
+                from,
+                ?why,
+                "voice failover: no other voice server"
+            );
+            continue;
+        };
+        if let Some(n) = move_guild(ctx, g, from, to) {
+            *extra.entry(to).or_default() += n as u64;
+            started += 1;
+            tracing::info!(
+                guild = g,
+                from,
+                to,
+                users = n,
+                ?why,
+                "voice failover: moving guild"
+            );
+        }
+    }
+    started
+}
+
+/// Once per health round: guilds still on a drained or down server (their move found no other
+/// server, or the mailboxes were too busy to start it) move as soon as a server can take them.
+pub fn retry_stranded(ctx: &mut ShardCtx) {
+    for from in 0..ctx.voice.shared.load.len() {
+        let gone = ctx.voice.health.is_down(from)
+            || ctx
+                .voice
+                .shared
+                .drained
+                .get(from)
+                .is_some_and(|d| d.load(Ordering::Acquire));
+        if !gone || !ctx.voice.owner.guilds.values().any(|gv| gv.server == from) {
+            continue;
+        }
+        // Quiet while nowhere else can take them (the first attempt logged and counted that).
+        if pick_server(server_views(ctx, &HashMap::new()), ctx.id, Some(from)).is_some() {
+            let why = match ctx.voice.health.is_down(from) {
+                true => MoveReason::Down,
+                false => MoveReason::Drained,
+            };
+            move_guilds_off(ctx, from, why);
+        }
+    }
+}
+
+/// Starts moving guild `g` from server `from` to `to`: its voice states are registered there
+/// (one task), and from now on every op 4 of the guild goes to `to` (mailboxes are FIFO, so
+/// they arrive after the registration). Returns the number of users moved.
+fn move_guild(ctx: &mut ShardCtx, g: u64, from: usize, to: usize) -> Option<usize> {
+    let gv = ctx.voice.owner.guilds.get(&g)?;
+    if gv.server != from {
+        return None;
+    }
+    let guild = ctx.app.guilds.by_id.get(&g).map(|e| &e.guild);
+    let users: Vec<Adoptee> = gv
+        .states
+        .iter()
+        .map(|(&u, st)| Adoptee {
+            user: u,
+            session_id: st.session_id.clone(),
+            channel: st.channel,
+            flags: guild.map_or(
+                // The guild is gone: the user hears and says nothing until their state ends.
+                VoiceFlags {
+                    muted: true,
+                    deafened: true,
+                    can_speak: false,
+                },
+                |guild| flags(guild, u, st.channel, st.self_mute, st.self_deaf),
+            ),
+        })
+        .collect();
+    let n = users.len();
+    let started = ctx.call(
+        to,
+        move |t: &mut ShardCtx| {
+            let adopted = t
+                .voice
+                .server
+                .as_mut()
+                .map(|v| (v.adopt(g, users), v.endpoint));
+            t.voice.publish_load();
+            adopted
+        },
+        move |o: &mut ShardCtx, adopted| finish_move(o, g, from, to, adopted),
+    );
+    if !started {
+        return None;
+    }
+    if let Some(gv) = ctx.voice.owner.guilds.get_mut(&g) {
+        gv.server = to;
+    }
+    ctx.voice.stats.failover_moves_started += 1;
+    Some(n)
+}
+
+/// Back on the owner once `to` registered the users: each user still in the same session
+/// gets VOICE_SERVER_UPDATE with the new token and endpoint; users `to` could not take leave
+/// voice; then the old server closes the guild's sessions with 4014.
+fn finish_move(
+    o: &mut ShardCtx,
+    g: u64,
+    from: usize,
+    to: usize,
+    adopted: Option<(Vec<Adopted>, std::net::SocketAddr)>,
+) {
+    let mut dropped: Vec<(u64, UserVoice)> = Vec::new();
+    let current = |o: &ShardCtx, u: u64, sid: &str| {
+        o.voice
+            .owner
+            .guilds
+            .get(&g)
+            .filter(|gv| gv.server == to)
+            .and_then(|gv| gv.states.get(&u))
+            .filter(|st| st.session_id == sid)
+            .cloned()
+    };
+    match adopted {
+        Some((list, endpoint)) => {
+            for a in list {
+                // A user who left or rejoined meanwhile was handled by their own op 4.
+                let Some(st) = current(o, a.user, &a.session_id) else {
+                    continue;
+                };
+                match a.token {
+                    Ok(token) => {
+                        send_server_update(o, a.user, &st, g, token, endpoint);
+                        o.voice.stats.failover_server_updates += 1;
+                    }
+                    Err(why) => {
+                        tracing::warn!(guild = g, user = a.user, %why, "voice failover: user not taken");
+                        dropped.push((a.user, st));
+                    }
+                }
+            }
+        }
+        None => {
+            // The target has no voice server after all: everyone moved there leaves voice.
+            if let Some(gv) = o.voice.owner.guilds.get(&g).filter(|gv| gv.server == to) {
+                dropped.extend(gv.states.iter().map(|(&u, st)| (u, st.clone())));
+            }
+        }
+    }
+    for (u, st) in dropped {
+        o.voice.stats.failover_users_dropped += 1;
+        apply(
+            o,
+            Op4 {
+                guild: g,
+                channel: None,
+                self_mute: st.self_mute,
+                self_deaf: st.self_deaf,
+                user: u,
+                session_id: st.session_id,
+                gateway_shard: st.gateway_shard,
+            },
+        );
+    }
+    o.voice.stats.failover_guilds_moved += 1;
+    o.invoke_on_reliably(from, move |s: &mut ShardCtx| {
+        if let Some(v) = s.voice.server.as_mut() {
+            v.evict_guild(g);
+        }
+        s.voice.publish_load();
+    });
+}
+
+/// VOICE_SERVER_UPDATE for a user whose guild moved: the user's home shard knows which shard
+/// holds the session now (it may have resumed elsewhere since its op 4).
+fn send_server_update(
+    ctx: &mut ShardCtx,
+    user: u64,
+    st: &UserVoice,
+    g: u64,
+    token: String,
+    endpoint: std::net::SocketAddr,
+) {
+    let home = crate::app::owner_shard(user, ctx.shards());
+    let (sid, fallback) = (st.session_id.clone(), st.gateway_shard);
+    ctx.invoke_on_reliably(home, move |h: &mut ShardCtx| {
+        let shard = h
+            .app
+            .users
+            .get(&user)
+            .and_then(|u| u.sessions.iter().find(|(_, s)| *s == sid).map(|(s, _)| *s))
+            .unwrap_or(fallback);
+        h.invoke_on_reliably(shard, move |c: &mut ShardCtx| {
+            deliver_server_update(c, &sid, g, &token, endpoint);
+        });
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(channel: u64) -> UserVoice {
+        UserVoice {
+            channel,
+            session_id: format!("s{channel}"),
+            self_mute: false,
+            self_deaf: false,
+            gateway_shard: 0,
+        }
+    }
+
+    #[test]
+    fn guilds_on_lists_only_that_servers_guilds_in_order() {
+        let mut o = OwnerVoice::default();
+        for (g, server) in [(30u64, 1usize), (10, 1), (20, 0)] {
+            let mut gv = GuildVoice {
+                server,
+                states: HashMap::new(),
+            };
+            gv.states.insert(g + 1, state(g + 2));
+            o.guilds.insert(g, gv);
+        }
+        assert_eq!(guilds_on(&o, 1), vec![10, 30]);
+        assert_eq!(guilds_on(&o, 0), vec![20]);
+        assert!(guilds_on(&o, 2).is_empty());
+    }
 }

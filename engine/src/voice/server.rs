@@ -14,8 +14,8 @@ use gateway_core::ws::{Decoder, HandshakeStatus, OpCode, WsCloseCode, WsEvent};
 use ring::rand::{SecureRandom, SystemRandom};
 use rustls::ServerConfig;
 use sfu::limits::{
-    PACKET_LEN_MAX, ROOM_PARTICIPANTS_MAX, SECRET_KEY_LEN, VOICE_MESSAGE_LEN_MAX,
-    VOICE_RESUME_WINDOW_MS,
+    IPDISC_PACKET_LEN, PACKET_LEN_MAX, ROOM_PARTICIPANTS_MAX, SECRET_KEY_LEN,
+    VOICE_MESSAGE_LEN_MAX, VOICE_RESUME_WINDOW_MS,
 };
 use sfu::room::RoomCounters;
 use sfu::voice_gateway::{
@@ -34,6 +34,15 @@ pub const VOICE_TOKEN_BYTES: usize = 16;
 pub const VOICE_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 /// How often session clocks and resume windows are checked (heartbeat timeouts are ~27 s).
 pub const VOICE_SWEEP_INTERVAL_MS: u64 = 500;
+/// A participant identifying again (after a failover move or any reconnect) gets its IP
+/// discovery answer a second time this much later. discord.py keeps its UDP socket and its
+/// reader thread across reconnects and registers its discovery listener only after sending the
+/// request, so on a fast path the first answer can be read before anyone listens for it and
+/// the client waits forever; the copy arrives once it listens (and covers a lost datagram).
+/// First connections are answered once: the reader thread only starts with the listener.
+pub const VOICE_DISCOVERY_REPEAT_MS: u64 = 50;
+/// Repeated discovery answers waiting for their time (further ones are not repeated).
+pub const VOICE_DISCOVERY_REPEATS_MAX: usize = 1024;
 /// Participants one voice server accepts (each holds up to four SSRCs on the shard's port).
 pub const VOICE_MEMBERS_PER_SHARD_MAX: usize =
     sfu::limits::SHARD_SSRCS_MAX / sfu::limits::PARTICIPANT_SSRCS_MAX;
@@ -85,6 +94,34 @@ pub struct VoiceStats {
     pub discovery_answered: u64,
     /// UDP sends that failed.
     pub send_errors: u64,
+    /// IP discovery answers sent a second time to reconnecting participants.
+    pub discovery_repeated: u64,
+    /// Failover (owner side): guild moves to another voice server started.
+    pub failover_moves_started: u64,
+    /// Failover (owner side): guild moves finished (users told where to go).
+    pub failover_guilds_moved: u64,
+    /// Failover (owner side): VOICE_SERVER_UPDATEs sent to users of moved guilds.
+    pub failover_server_updates: u64,
+    /// Failover (owner side): users the new server could not take (they left voice).
+    pub failover_users_dropped: u64,
+    /// Failover (owner side): moves wanted but no other voice server was available.
+    pub failover_no_target: u64,
+    /// Failover (server side): participants of moved guilds closed here with 4014.
+    pub failover_evicted: u64,
+    /// Health pings this shard sent to voice servers.
+    pub health_pings_sent: u64,
+    /// Health pings answered in time.
+    pub health_pongs: u64,
+    /// Times a voice server was declared down by this shard.
+    pub health_servers_down: u64,
+    /// Times a voice server declared down answered again.
+    pub health_servers_up: u64,
+    /// Gauge: voice servers this shard considers down now.
+    pub health_down_now: u64,
+    /// Gauge: 1 when this shard's voice server is drained.
+    pub drained: u64,
+    /// Gauge: 1 when this shard's voice server ignores health pings (fault injection).
+    pub ignoring_health_pings: u64,
 }
 
 impl VoiceStats {
@@ -118,6 +155,9 @@ struct Member {
     ssrc: Option<u32>,
     /// Its session after the connection dropped, with the time it did (resume window).
     detached: Option<(VoiceSession, u64)>,
+    /// It came here from another server (failover), or identified here before: its client
+    /// reuses a UDP socket, and its discovery answer is repeated.
+    reconnecting: bool,
 }
 
 #[derive(Debug)]
@@ -167,6 +207,10 @@ pub struct VoiceServer {
     pub stats: VoiceStats,
     outbox: VoiceOutbox,
     heartbeat_interval_ms: u64,
+    /// SSRCs of reconnecting participants whose next discovery answer is to be repeated.
+    pub discovery_repeat_ssrcs: std::collections::HashSet<u32>,
+    /// Repeated discovery answers by due time (ms): (due, destination, answer).
+    pub discovery_repeats: std::collections::VecDeque<(u64, SocketAddr, [u8; IPDISC_PACKET_LEN])>,
 }
 
 impl std::fmt::Debug for VoiceServer {
@@ -178,6 +222,30 @@ impl std::fmt::Debug for VoiceServer {
             .field("conns", &self.conns.len())
             .finish_non_exhaustive()
     }
+}
+
+/// A participant moved here by failover (see [`VoiceServer::adopt`]).
+#[derive(Debug, Clone)]
+pub struct Adoptee {
+    /// The user.
+    pub user: u64,
+    /// Their main gateway session.
+    pub session_id: String,
+    /// Their voice channel.
+    pub channel: u64,
+    /// What forwarding needs to know.
+    pub flags: VoiceFlags,
+}
+
+/// The outcome of [`VoiceServer::adopt`] for one participant.
+#[derive(Debug, Clone)]
+pub struct Adopted {
+    /// The user.
+    pub user: u64,
+    /// The session the token is for.
+    pub session_id: String,
+    /// The fresh token, or why the participant could not be taken.
+    pub token: Result<String, RegisterError>,
 }
 
 /// Why a participant could not be registered.
@@ -296,6 +364,8 @@ impl VoiceServer {
             stats: VoiceStats::default(),
             outbox: VoiceOutbox::default(),
             heartbeat_interval_ms: sfu::limits::VOICE_HEARTBEAT_INTERVAL_MS,
+            discovery_repeat_ssrcs: std::collections::HashSet::new(),
+            discovery_repeats: std::collections::VecDeque::new(),
         }
     }
 
@@ -353,6 +423,7 @@ impl VoiceServer {
                         conn: None,
                         ssrc: None,
                         detached: None,
+                        reconnecting: false,
                     },
                 );
             }
@@ -394,6 +465,80 @@ impl VoiceServer {
         self.members.remove(&(g, u));
     }
 
+    /// Failover: registers the participants of guild `g` that move here from another server,
+    /// each with a fresh token; returns (user, session id, token or why not) per participant.
+    pub fn adopt(&mut self, g: u64, users: Vec<Adoptee>) -> Vec<Adopted> {
+        users
+            .into_iter()
+            .map(|a| {
+                let token = self.register(g, a.user, a.session_id.clone(), a.channel, a.flags);
+                if let Some(m) = self.members.get_mut(&(g, a.user)) {
+                    m.reconnecting = true;
+                }
+                Adopted {
+                    user: a.user,
+                    session_id: a.session_id,
+                    token,
+                }
+            })
+            .collect()
+    }
+
+    /// Failover: guild `g` now lives on another server. Its participants' sessions are closed
+    /// with 4014 (discord.py then connects to the endpoint of its new VOICE_SERVER_UPDATE) and
+    /// they leave their rooms. Returns how many participants there were.
+    pub fn evict_guild(&mut self, g: u64) -> usize {
+        let users: Vec<u64> = self
+            .members
+            .keys()
+            .filter(|(mg, _)| *mg == g)
+            .map(|&(_, u)| u)
+            .collect();
+        for &u in &users {
+            self.end_participant(g, u, VoiceClose::Disconnected);
+            self.members.remove(&(g, u));
+        }
+        self.stats.failover_evicted += users.len() as u64;
+        users.len()
+    }
+
+    /// Called with every datagram the SFU sends: a discovery answer to a reconnecting
+    /// participant is queued to go out again [`VOICE_DISCOVERY_REPEAT_MS`] later.
+    pub fn note_sent(&mut self, now_ms: u64, dest: SocketAddr, bytes: &[u8]) {
+        if self.discovery_repeat_ssrcs.is_empty() {
+            return;
+        }
+        let Ok(answer) = <[u8; IPDISC_PACKET_LEN]>::try_from(bytes) else {
+            return;
+        };
+        let Ok(d) = sfu::ipdisc::parse(&answer) else {
+            return;
+        };
+        if d.kind != sfu::ipdisc::DiscoveryKind::Response
+            || !self.discovery_repeat_ssrcs.remove(&d.ssrc)
+            || self.discovery_repeats.len() >= VOICE_DISCOVERY_REPEATS_MAX
+        {
+            return;
+        }
+        self.discovery_repeats
+            .push_back((now_ms + VOICE_DISCOVERY_REPEAT_MS, dest, answer));
+    }
+
+    /// Takes the next repeated discovery answer due at `now_ms`.
+    pub fn take_due_repeat(
+        &mut self,
+        now_ms: u64,
+    ) -> Option<(SocketAddr, [u8; IPDISC_PACKET_LEN])> {
+        match self.discovery_repeats.front() {
+            Some(&(due, _, _)) if due <= now_ms => {
+                let (_, dest, answer) = self.discovery_repeats.pop_front()?;
+                self.stats.discovery_repeated += 1;
+                Some((dest, answer))
+            }
+            _ => None,
+        }
+    }
+
     /// Participants assigned here.
     pub fn member_count(&self) -> usize {
         self.members.len()
@@ -415,10 +560,12 @@ impl VoiceServer {
         let Some(m) = self.members.get_mut(&(g, u)) else {
             return;
         };
-        if m.ssrc.take().is_none() {
+        let Some(ssrc) = m.ssrc.take() else {
             return;
-        }
+        };
         let channel = m.channel;
+        // A discovery answer never asked for is not waited for any more (the set stays small).
+        self.discovery_repeat_ssrcs.remove(&ssrc);
         self.sfu.leave(channel, u);
         self.notify(g, channel, u, |s, o| {
             s.send_client_disconnect(u, o);
@@ -726,6 +873,13 @@ impl VoiceServer {
                 }
                 m.ssrc = Some(ssrc);
                 m.conn = Some(c);
+                if m.reconnecting && self.discovery_repeat_ssrcs.len() < VOICE_DISCOVERY_REPEATS_MAX
+                {
+                    self.discovery_repeat_ssrcs.insert(ssrc);
+                }
+                // Any later Identify of this participant comes from a client that already
+                // has its UDP socket (and reader) running.
+                m.reconnecting = true;
                 if let Some(ws) = tc.ws.as_mut() {
                     ws.key = Some((g, u));
                 }
@@ -942,6 +1096,66 @@ impl VoiceServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn server() -> VoiceServer {
+        let tls = super::super::tls::VoiceTls::new(None, &["127.0.0.1".to_owned()]).expect("tls");
+        let addr: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        VoiceServer::new(tls.config, addr, addr.ip(), SocketId(0), addr)
+    }
+
+    fn adoptee(user: u64) -> Adoptee {
+        Adoptee {
+            user,
+            session_id: format!("session-{user}"),
+            channel: 7,
+            flags: VoiceFlags::default(),
+        }
+    }
+
+    #[test]
+    fn adopted_participants_get_fresh_tokens_and_eviction_takes_only_their_guild() {
+        let mut v = server();
+        let first = v.register(1, 10, "session-10".into(), 7, VoiceFlags::default());
+        let first = first.expect("registered");
+        let adopted = v.adopt(1, vec![adoptee(10), adoptee(11)]);
+        assert_eq!(adopted.len(), 2);
+        let t10 = adopted[0].token.clone().expect("token");
+        assert_ne!(t10, first, "a moved user gets a new token");
+        assert_eq!(t10.len(), VOICE_TOKEN_BYTES * 2);
+        assert_eq!(adopted[1].session_id, "session-11");
+        v.adopt(2, vec![adoptee(20)]);
+        assert_eq!(v.member_count(), 3);
+        assert_eq!(v.evict_guild(1), 2);
+        assert_eq!(v.member_count(), 1, "the other guild stays");
+        assert_eq!(v.evict_guild(1), 0, "idempotent");
+        assert_eq!(v.snapshot().failover_evicted, 2);
+        assert_eq!(v.snapshot().participants, 1);
+    }
+
+    #[test]
+    fn a_reconnecting_participants_discovery_answer_is_repeated_once_later() {
+        let mut v = server();
+        let dest: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        let mut answer = [0u8; IPDISC_PACKET_LEN];
+        sfu::ipdisc::build_response(42, "127.0.0.1", 5000, &mut answer).expect("answer");
+        v.note_sent(0, dest, &answer);
+        assert!(v.discovery_repeats.is_empty(), "first connections: once");
+        v.discovery_repeat_ssrcs.insert(42);
+        v.note_sent(10, dest, &[0x80, 0x78, 0, 1]);
+        v.note_sent(10, dest, &answer);
+        assert_eq!(v.take_due_repeat(10 + VOICE_DISCOVERY_REPEAT_MS - 1), None);
+        assert_eq!(
+            v.take_due_repeat(10 + VOICE_DISCOVERY_REPEAT_MS),
+            Some((dest, answer))
+        );
+        v.note_sent(100, dest, &answer);
+        assert_eq!(
+            v.take_due_repeat(10_000),
+            None,
+            "repeated once per identify"
+        );
+        assert_eq!(v.snapshot().discovery_repeated, 1);
+    }
 
     #[test]
     fn tokens_are_hex_and_compared_whole() {

@@ -5,6 +5,7 @@
 
 use crate::buf::{Pool, SendBuf};
 use crate::driver::{Completion, CompletionKind, Driver, Errno, Op, Token};
+use sfu::OutBatch;
 use sfu::limits::PACKET_LEN_MAX;
 
 use super::server::VoiceServer;
@@ -112,22 +113,51 @@ fn forward<D: Driver>(
     server
         .sfu
         .handle_datagram(now_ms, from, datagram, &mut server.batch);
-    for (dest, bytes) in server.batch.iter() {
-        if server.sends_in_flight >= VOICE_SENDS_IN_FLIGHT_MAX {
-            server.stats.dropped_send_backlog += 1;
-            continue;
+    // Out of the server while its datagrams are sent (an empty batch allocates nothing).
+    let mut batch = std::mem::replace(&mut server.batch, OutBatch::new(0));
+    for (dest, bytes) in batch.iter() {
+        if !server.discovery_repeat_ssrcs.is_empty() {
+            server.note_sent(now_ms, dest, bytes);
         }
-        let mut buf = pool.take();
-        buf.push_bytes(bytes);
-        let op = Op::SendTo {
-            socket: server.udp,
-            addr: dest,
-            buf,
-        };
-        match driver.submit(token(SUB_SEND), op) {
-            Ok(()) => server.sends_in_flight += 1,
-            Err(_) => server.stats.send_errors += 1,
-        }
+        send(server, pool, driver, dest, bytes);
     }
-    server.batch.clear();
+    batch.clear();
+    server.batch = batch;
+}
+
+fn send<D: Driver>(
+    server: &mut VoiceServer,
+    pool: &mut Pool<SendBuf>,
+    driver: &mut D,
+    dest: std::net::SocketAddr,
+    bytes: &[u8],
+) {
+    if server.sends_in_flight >= VOICE_SENDS_IN_FLIGHT_MAX {
+        server.stats.dropped_send_backlog += 1;
+        return;
+    }
+    let mut buf = pool.take();
+    buf.push_bytes(bytes);
+    let op = Op::SendTo {
+        socket: server.udp,
+        addr: dest,
+        buf,
+    };
+    match driver.submit(token(SUB_SEND), op) {
+        Ok(()) => server.sends_in_flight += 1,
+        Err(_) => server.stats.send_errors += 1,
+    }
+}
+
+/// Sends the repeated IP discovery answers that are due (see
+/// [`super::server::VOICE_DISCOVERY_REPEAT_MS`]).
+pub fn send_due_repeats<D: Driver>(
+    server: &mut VoiceServer,
+    pool: &mut Pool<SendBuf>,
+    driver: &mut D,
+    now_ms: u64,
+) {
+    while let Some((dest, answer)) = server.take_due_repeat(now_ms) {
+        send(server, pool, driver, dest, &answer);
+    }
 }

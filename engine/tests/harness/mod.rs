@@ -258,11 +258,14 @@ pub struct SimHarness {
 }
 
 impl SimHarness {
-    /// Two simulated shards with partial sends, split receives and jittered latency.
+    /// Two simulated shards with partial sends, split receives, receives ended with data and
+    /// jittered latency.
     pub fn new(seed: u64) -> Self {
         let mut cfg = SimConfig::new(seed);
         cfg.partial_send_prob = 0.3;
         cfg.recv_split_prob = 0.3;
+        // Some receives end on a data completion, as on CQ overflow: the shard must re-arm them.
+        cfg.recv_end_with_data_prob = 0.1;
         let world = SimWorld::new(cfg);
         let mesh = Mesh::new(SHARDS, 64).expect("mesh");
         let mut shards = Vec::new();

@@ -6,104 +6,24 @@ script checks that B got at least 95% of A's frames, that the decoded audio is t
 comes from the server's op 5 Speaking relay). Usage: voice_discordpy.py HOST:PORT.
 """
 import asyncio
-import io
-import json
-import math
-import struct
-import sys
-import urllib.request
 
-import aiohttp
 import discord
-import discord.gateway
-import discord.http
-import yarl
 from discord.ext import voice_recv
 
-ADDR = sys.argv[1]
-TIMEOUT = 30
-RATE = 48_000
-TONE_HZ = 440.0
+from voice_common import (
+    FRAME_SAMPLES, RATE, TIMEOUT, TONE_HZ, CountingTone, decoded_tone_ratio, make_bots_and_guild,
+    run, two_clients,
+)
+
 SECONDS = 3
-FRAME_SAMPLES = 960  # 20 ms at 48 kHz
 
-
-def call(method, path, body=None):
-    headers = {"content-type": "application/json"}
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"http://{ADDR}{path}", data=data, method=method, headers=headers)
-    with urllib.request.urlopen(req, timeout=20) as r:
-        return json.load(r)
-
-
-bot_a = call("POST", "/control/users", {"username": "tone-bot", "bot": True})
-bot_b = call("POST", "/control/users", {"username": "ear-bot", "bot": True})
-guild = call("POST", "/control/guilds", {"name": "Voice Test Guild", "owner_id": bot_a["id"]})
-call("POST", f"/control/guilds/{guild['id']}/members", {"user_id": bot_b["id"]})
-
-discord.http.Route.BASE = f"http://{ADDR}/api/v10"
-discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(f"ws://{ADDR}/")
-
-
-class CountingTone(discord.AudioSource):
-    """Three seconds of a 440 Hz sine, stereo s16le, counting the frames handed to the player."""
-
-    def __init__(self):
-        self.frames = 0
-        self.total = SECONDS * RATE // FRAME_SAMPLES
-
-    def read(self):
-        if self.frames >= self.total:
-            return b""
-        start = self.frames * FRAME_SAMPLES
-        out = bytearray()
-        for i in range(start, start + FRAME_SAMPLES):
-            v = int(12000 * math.sin(2 * math.pi * TONE_HZ * i / RATE))
-            out += struct.pack("<hh", v, v)
-        self.frames += 1
-        return bytes(out)
-
-
-def make_client():
-    intents = discord.Intents.default()
-    return discord.Client(intents=intents)
-
-
-client_a = make_client()
-client_b = make_client()
-ready = {"a": asyncio.Event(), "b": asyncio.Event()}
-
-
-@client_a.event
-async def on_ready():
-    ready["a"].set()
-
-
-@client_b.event
-async def on_ready():  # noqa: F811 (a second client's handler)
-    ready["b"].set()
-
-
-def tone_ratio(samples):
-    """Share of the signal's power at TONE_HZ (1.0 for a pure tone of that frequency)."""
-    n = len(samples)
-    if n == 0:
-        return 0.0
-    s = c = 0.0
-    power = 0.0
-    for i, x in enumerate(samples):
-        ph = 2 * math.pi * TONE_HZ * i / RATE
-        s += x * math.sin(ph)
-        c += x * math.cos(ph)
-        power += x * x
-    if power == 0:
-        return 0.0
-    return 2 * (s * s + c * c) / (n * power)
+bot_a, bot_b, guild = make_bots_and_guild("Voice Test Guild")
+(client_a, client_b), (ready_a, ready_b) = two_clients()
 
 
 async def scenario():
-    await asyncio.wait_for(ready["a"].wait(), TIMEOUT)
-    await asyncio.wait_for(ready["b"].wait(), TIMEOUT)
+    await asyncio.wait_for(ready_a.wait(), TIMEOUT)
+    await asyncio.wait_for(ready_b.wait(), TIMEOUT)
     ga = client_a.get_guild(int(guild["id"]))
     gb = client_b.get_guild(int(guild["id"]))
     assert ga is not None and gb is not None
@@ -132,7 +52,7 @@ async def scenario():
         await asyncio.sleep(0.05)
     assert any(m.id == int(bot_a["id"]) for m in chan_b.members), chan_b.members
 
-    tone = CountingTone()
+    tone = CountingTone(SECONDS * RATE // FRAME_SAMPLES)
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     va.play(tone, after=lambda e: loop.call_soon_threadsafe(done.set))
@@ -150,12 +70,8 @@ async def scenario():
     assert sent == SECONDS * RATE // FRAME_SAMPLES, sent
     assert got >= 0.95 * sent, (got, sent)
 
-    # Decoded audio is the tone: left channel of the frames in sequence order, skipping the
-    # decoder's first frames (Opus warm-up).
-    pcm = b"".join(received[k] for k in sorted(received))
-    left = [v[0] for v in struct.iter_unpack("<hh", pcm)]
-    body = left[FRAME_SAMPLES * 5:]
-    ratio = tone_ratio(body)
+    # Decoded audio is the tone.
+    ratio = decoded_tone_ratio(received)
     print(f"voice: power share at {TONE_HZ} Hz = {ratio:.3f}")
     assert ratio > 0.8, ratio
 
@@ -163,24 +79,5 @@ async def scenario():
     await vb.disconnect()
 
 
-async def main():
-    async def start(client, token):
-        # Self-signed voice gateway certificate (dev profile): do not verify, as COMPAT.md says.
-        client.http.connector = aiohttp.TCPConnector(ssl=False)
-        await client.start(token)
-
-    tasks = [
-        asyncio.create_task(start(client_a, bot_a["token"])),
-        asyncio.create_task(start(client_b, bot_b["token"])),
-    ]
-    try:
-        await asyncio.wait_for(scenario(), 90)
-    finally:
-        await client_a.close()
-        await client_b.close()
-        for t in tasks:
-            t.cancel()
-    print("voice_discordpy: ok")
-
-
-asyncio.run(main())
+asyncio.run(run([client_a, client_b], [bot_a["token"], bot_b["token"]], scenario, 90))
+print("voice_discordpy: ok")

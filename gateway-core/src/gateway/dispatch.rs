@@ -31,7 +31,9 @@ impl SharedEvent {
         serde_json::to_writer(&mut tail, d)?;
         tail.push(b'}');
         Ok(Self {
-            tail: Bytes::from(tail),
+            // Exact size: a session keeps its READY in its resume ring for as long as it lives,
+            // so the doubling slack of the serializer's buffer would be held per session.
+            tail: Bytes::from(tail.into_boxed_slice()),
             required_intents,
         })
     }

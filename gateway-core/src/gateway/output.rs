@@ -15,6 +15,11 @@ use std::collections::VecDeque;
 
 const _: () =
     assert!(OUT_FRAME_INLINE_BYTES >= WS_SERVER_HEADER_BYTES_MAX + DISPATCH_PREFIX_BYTES_MAX);
+const _: () = assert!(OUT_FRAME_INLINE_BYTES < 256, "head_len is a u8");
+const _: () = assert!(
+    OUTPUT_QUEUE_BYTES_MAX < (u32::MAX / 2) as usize,
+    "bytes is a u32"
+);
 
 /// One outgoing WebSocket frame.
 #[derive(Clone, PartialEq, Eq)]
@@ -97,6 +102,12 @@ impl OutFrame {
         &self.tail
     }
 
+    /// Moves the tail out (leaving it empty), so a sender can keep the shared reference
+    /// instead of cloning it and dropping this one: two fewer atomic operations per delivery.
+    pub fn take_tail(&mut self) -> Bytes {
+        std::mem::take(&mut self.tail)
+    }
+
     /// Total bytes on the wire.
     pub fn len(&self) -> usize {
         usize::from(self.head_len) + self.tail.len()
@@ -120,63 +131,91 @@ impl OutFrame {
 pub struct QueueFull;
 
 /// Bounded FIFO of frames for one session.
+///
+/// The oldest frame lives inline and only frames behind it go to a heap deque: an idle session,
+/// or one that gets each event written out before the next (the usual fan-out), never allocates
+/// for its output. The deque's storage is kept while frames come in bursts (no allocation per
+/// message) and released by [`OutputQueue::trim`] once the session is idle.
 #[derive(Debug, Default)]
 pub struct OutputQueue {
-    frames: VecDeque<OutFrame>,
-    bytes: usize,
+    /// The oldest frame; `None` only when the queue is empty.
+    first: Option<OutFrame>,
+    /// Frames behind `first`, oldest first.
+    rest: VecDeque<OutFrame>,
+    /// Bytes queued (bounded by `OUTPUT_QUEUE_BYTES_MAX` plus one close frame, far below 4 GiB).
+    bytes: u32,
 }
 
 impl OutputQueue {
     /// Appends a frame unless that would pass `OUTPUT_QUEUE_FRAMES_MAX` or
     /// `OUTPUT_QUEUE_BYTES_MAX`.
     pub fn push(&mut self, frame: OutFrame) -> Result<(), QueueFull> {
-        if self.frames.len() >= OUTPUT_QUEUE_FRAMES_MAX
-            || self.bytes + frame.len() > OUTPUT_QUEUE_BYTES_MAX
+        if self.len() >= OUTPUT_QUEUE_FRAMES_MAX
+            || self.bytes() + frame.len() > OUTPUT_QUEUE_BYTES_MAX
         {
             return Err(QueueFull);
         }
-        self.bytes += frame.len();
-        self.frames.push_back(frame);
+        self.push_unbounded(frame);
         Ok(())
     }
 
     /// Pushes past the bound; used only for the final close frame so a full queue can still end
     /// with a proper close.
     pub(crate) fn push_unbounded(&mut self, frame: OutFrame) {
-        self.bytes += frame.len();
-        self.frames.push_back(frame);
+        self.bytes = self.bytes.saturating_add(frame.len() as u32);
+        if self.first.is_none() {
+            // Invariant: `rest` is empty whenever `first` is (pop refills `first` from `rest`).
+            self.first = Some(frame);
+        } else {
+            self.rest.push_back(frame);
+        }
     }
 
     /// Takes the oldest frame.
     pub fn pop(&mut self) -> Option<OutFrame> {
-        let f = self.frames.pop_front()?;
-        self.bytes -= f.len();
+        let f = self.first.take()?;
+        self.first = self.rest.pop_front();
+        self.bytes = self.bytes.saturating_sub(f.len() as u32);
         Some(f)
     }
 
     /// The oldest frame.
     pub fn front(&self) -> Option<&OutFrame> {
-        self.frames.front()
+        self.first.as_ref()
     }
 
     /// Frames queued.
     pub fn len(&self) -> usize {
-        self.frames.len()
+        usize::from(self.first.is_some()) + self.rest.len()
     }
 
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
-        self.frames.is_empty()
+        self.first.is_none()
     }
 
     /// Bytes queued.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes as usize
+    }
+
+    /// Heap bytes held for frames behind the first (0 once trimmed).
+    pub fn spill_capacity_bytes(&self) -> usize {
+        self.rest.capacity() * std::mem::size_of::<OutFrame>()
+    }
+
+    /// Releases the storage of an empty queue (called when the session is idle, so bursts do
+    /// not allocate per message but an idle session holds no heap for output).
+    pub fn trim(&mut self) {
+        if self.is_empty() && self.rest.capacity() > 0 {
+            self.rest = VecDeque::new();
+        }
     }
 
     /// Drops everything (the transport is gone) and releases the memory.
     pub fn clear(&mut self) {
-        self.frames = VecDeque::new();
+        self.first = None;
+        self.rest = VecDeque::new();
         self.bytes = 0;
     }
 
@@ -222,6 +261,32 @@ mod tests {
     }
 
     #[test]
+    fn fifo_order_across_inline_and_spill() {
+        let mut q = OutputQueue::default();
+        let mut next = 0u8;
+        let mut expect = 0u8;
+        // Interleave pushes and pops so frames cross between the inline slot and the deque.
+        for round in 0..20u8 {
+            for _ in 0..(round % 4) + 1 {
+                q.push(OutFrame::message(OpCode::Text, &[next])).unwrap();
+                next += 1;
+            }
+            for _ in 0..(round % 3) + 1 {
+                if let Some(f) = q.pop() {
+                    assert_eq!(payload_of(&f), [expect]);
+                    expect += 1;
+                }
+            }
+        }
+        while let Some(f) = q.pop() {
+            assert_eq!(payload_of(&f), [expect]);
+            expect += 1;
+        }
+        assert_eq!(expect, next);
+        assert!(q.is_empty() && q.bytes() == 0);
+    }
+
+    #[test]
     fn queue_bounds() {
         let mut q = OutputQueue::default();
         for _ in 0..OUTPUT_QUEUE_FRAMES_MAX {
@@ -234,6 +299,15 @@ mod tests {
         assert_eq!(q.bytes(), OUTPUT_QUEUE_FRAMES_MAX * 3);
         q.pop();
         assert_eq!(q.bytes(), (OUTPUT_QUEUE_FRAMES_MAX - 1) * 3);
+        q.trim();
+        assert!(
+            q.spill_capacity_bytes() > 0,
+            "a non-empty queue keeps its storage"
+        );
+        while q.pop().is_some() {}
+        assert_eq!(q.bytes(), 0);
+        q.trim();
+        assert_eq!(q.spill_capacity_bytes(), 0);
         let mut q = OutputQueue::default();
         let huge = Bytes::from(vec![0u8; OUTPUT_QUEUE_BYTES_MAX]);
         assert_eq!(

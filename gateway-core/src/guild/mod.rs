@@ -32,6 +32,7 @@ mod members;
 mod message;
 mod model;
 pub mod perms;
+pub mod persist;
 mod roles;
 mod settings;
 pub mod time;

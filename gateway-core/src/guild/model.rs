@@ -2,10 +2,13 @@
 //!
 //! These are read-only views for callers: [`super::Guild`] owns them and changes them only
 //! through its operations, which validate input and keep the permission cache honest.
+//!
+//! They derive serde because the engine's metadata journal stores them ([`super::persist`]):
+//! a change to a field here is a change of that on-disk format (bump its version).
 #![deny(clippy::unwrap_used, clippy::indexing_slicing)]
 
 /// A user as the gateway shows it (the `user` object of API v10, without private fields).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UserInfo {
     /// User id.
     pub id: u64,
@@ -45,7 +48,7 @@ impl UserInfo {
 }
 
 /// Channel types this model holds (values of the API's `type` field).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ChannelKind {
     /// A text channel.
     Text = 0,
@@ -81,7 +84,7 @@ impl ChannelKind {
 }
 
 /// Whether an overwrite targets a role or a member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum OverwriteKind {
     /// A role (the @everyone overwrite is a role overwrite with the guild's id).
     Role = 0,
@@ -90,7 +93,7 @@ pub enum OverwriteKind {
 }
 
 /// A channel permission overwrite.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Overwrite {
     /// Role or user id.
     pub id: u64,
@@ -125,7 +128,7 @@ impl Overwrite {
 }
 
 /// A guild channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Channel {
     /// Channel id.
     pub id: u64,
@@ -154,7 +157,7 @@ pub struct Channel {
 }
 
 /// A guild role.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Role {
     /// Role id (the guild's id for @everyone).
     pub id: u64,
@@ -177,7 +180,7 @@ pub struct Role {
 }
 
 /// A guild member.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Member {
     /// The user.
     pub user: UserInfo,
@@ -196,7 +199,7 @@ pub struct Member {
 }
 
 /// An invite to a channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Invite {
     /// The code in `discord.gg/<code>`.
     pub code: String,
@@ -237,7 +240,7 @@ impl Invite {
 }
 
 /// A ban.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ban {
     /// The banned user as it was when banned.
     pub user: UserInfo,

@@ -18,9 +18,9 @@ use crate::io::{
     MANIFEST_TMP_NAME, parse_name, segment_name, sst_name,
 };
 use crate::limits::{
-    BLOCK_CACHE_BYTES_DEFAULT, MANIFEST_BYTES_MAX, MEMTABLE_BYTES_DEFAULT, MEMTABLE_HARD_FACTOR,
-    QUERIES_IN_FLIGHT_MAX, RECOVERY_READ_CHUNK_BYTES, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX,
-    SEGMENT_BYTES_MIN, STEP_IO_BYTES_DEFAULT,
+    BLOCK_CACHE_BYTES_DEFAULT, BUSY_STEP_BYTES_MIN, BUSY_STEP_DIVISOR, MANIFEST_BYTES_MAX,
+    MEMTABLE_BYTES_DEFAULT, MEMTABLE_HARD_FACTOR, QUERIES_IN_FLIGHT_MAX, RECOVERY_READ_CHUNK_BYTES,
+    SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, STEP_IO_BYTES_DEFAULT,
 };
 use crate::manifest::{FileEntry, Manifest};
 use crate::memtable::Memtable;
@@ -108,6 +108,8 @@ enum Owner {
     Ignore,
     Recovery,
     Wal,
+    /// The making of the next commit-log segment.
+    WalSpare,
     Job(usize, JobTag),
     Query(u64, BlockId),
 }
@@ -484,12 +486,27 @@ impl Store {
         self.maybe_start_jobs();
         // One budget per turn for all background work; the flush goes first. Building may
         // overshoot the budget by one entry.
-        let left = self
-            .config
-            .step_io_bytes
-            .saturating_sub(self.job_step(FLUSH, self.config.step_io_bytes));
+        let budget = self.step_budget();
+        let left = budget.saturating_sub(self.job_step(FLUSH, budget));
         self.job_step(COMPACT, left);
         self.close_retired();
+    }
+
+    /// Background bytes this turn may take. While appends wait for or ride a group commit, the
+    /// step's CPU (encoding, compressing, merging) delays their acknowledgement and the next
+    /// group's seal, so it gets a `BUSY_STEP_DIVISOR`th of the budget; the whole budget again
+    /// once the flush falls behind (the active memtable full while the frozen one is still
+    /// being flushed), so appends never end up pushed back for want of flush progress.
+    fn step_budget(&self) -> usize {
+        let busy = self.wal.as_ref().is_some_and(|w| w.backlog() > 0);
+        let behind = self.frozen.is_some() && self.mem.bytes() >= self.config.memtable_bytes;
+        if busy && !behind {
+            (self.config.step_io_bytes / BUSY_STEP_DIVISOR)
+                .max(BUSY_STEP_BYTES_MIN)
+                .min(self.config.step_io_bytes)
+        } else {
+            self.config.step_io_bytes
+        }
     }
 
     // ---- polls ----
@@ -513,6 +530,7 @@ impl Store {
             Owner::Ignore => {}
             Owner::Recovery => self.recovery_step(result),
             Owner::Wal => self.wal_complete(result),
+            Owner::WalSpare => self.wal_spare_complete(result),
             Owner::Job(slot, tag) => self.job_complete(slot, tag, result),
             Owner::Query(qid, block) => self.query_complete(qid, block, result),
         }
@@ -522,8 +540,7 @@ impl Store {
 
     pub(super) fn wal_complete(&mut self, result: IoResult) {
         let Some(wal) = self.wal.as_mut() else { return };
-        let io = &mut self.io;
-        match wal.complete(result, &mut |op| io.submit(Owner::Wal, op)) {
+        match wal.complete(result) {
             Outcome::Pending => {}
             Outcome::Acked => {
                 let mut items = std::mem::take(&mut self.acked_scratch);
@@ -534,14 +551,7 @@ impl Store {
                 }
                 self.acked_scratch = items;
             }
-            Outcome::Failed(tokens, e) => {
-                for token in tokens {
-                    self.events.push_back(Event::Failed {
-                        token,
-                        error: StoreError::io("commit log", e.clone()),
-                    });
-                }
-            }
+            failed @ Outcome::Failed(..) => self.wal_outcome(failed),
         }
         if let Some(wal) = self.wal.as_mut()
             && wal.take_rolled_over()
@@ -556,10 +566,42 @@ impl Store {
         self.submit_detached();
     }
 
+    fn wal_spare_complete(&mut self, result: IoResult) {
+        let Some(wal) = self.wal.as_mut() else { return };
+        let outcome = wal.spare_complete(result);
+        self.wal_outcome(outcome);
+        if let Some(wal) = self.wal.as_mut()
+            && wal.take_rolled_over()
+        {
+            let io = &mut self.io;
+            wal.seal(
+                &mut self.manifest.next_file,
+                &mut self.next_handle,
+                &mut |op| io.submit(Owner::Wal, op),
+            );
+        }
+        self.submit_detached();
+    }
+
+    /// Reports appends that failed with the commit log.
+    fn wal_outcome(&mut self, outcome: Outcome) {
+        if let Outcome::Failed(tokens, e) = outcome {
+            for token in tokens {
+                self.events.push_back(Event::Failed {
+                    token,
+                    error: StoreError::io("commit log", e.clone()),
+                });
+            }
+        }
+    }
+
     pub(super) fn submit_detached(&mut self) {
         if let Some(wal) = self.wal.as_mut() {
             for op in wal.detached.drain(..) {
                 self.io.submit(Owner::Ignore, op);
+            }
+            for op in wal.spare_ops.drain(..) {
+                self.io.submit(Owner::WalSpare, op);
             }
         }
     }

@@ -37,6 +37,9 @@ pub struct SimConfig {
     pub recv_split_prob: f64,
     /// Receive window of each new TCP peer, bytes.
     pub peer_window_bytes: usize,
+    /// Probability that a multishot TCP receive ends with a data completion (no "more" flag), as
+    /// the kernel ends one when its completion queue overflows: the shard must re-arm it.
+    pub recv_end_with_data_prob: f64,
     /// Probability that a datagram is lost.
     pub udp_loss_prob: f64,
     /// Probability that a datagram is delivered twice.
@@ -68,6 +71,7 @@ impl SimConfig {
             latency_max_ns: 100_000,
             partial_send_prob: 0.0,
             recv_split_prob: 0.0,
+            recv_end_with_data_prob: 0.0,
             peer_window_bytes: PEER_WINDOW_BYTES_DEFAULT,
             udp_loss_prob: 0.0,
             udp_dup_prob: 0.0,
@@ -83,7 +87,7 @@ impl SimConfig {
     }
 
     /// A hostile world whose knobs are themselves drawn from `seed`: partial sends, split
-    /// receives, small windows, UDP loss/duplication/reorder (disk faults stay off: callers opt in).
+    /// receives, multishot receives ended with data, small windows, UDP loss/duplication/reorder (disk faults stay off: callers opt in).
     pub fn chaotic(seed: u64) -> Self {
         use rand::SeedableRng;
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_c0de_0bad_f00d);
@@ -98,6 +102,8 @@ impl SimConfig {
             udp_loss_prob: rng.random_range(0.0..0.3),
             udp_dup_prob: rng.random_range(0.0..0.3),
             udp_reorder_prob: rng.random_range(0.0..0.5),
+            // Drawn last, so the knobs above stay what they were for every seed.
+            recv_end_with_data_prob: rng.random_range(0.0..0.3),
             ..SimConfig::new(seed)
         }
     }

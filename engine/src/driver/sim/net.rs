@@ -67,6 +67,10 @@ pub(crate) struct Conn {
     pub(crate) peer_end: PeerEnd,
     /// The server closed its socket (or it was never accepted and its listener went away).
     pub(crate) server_closed: bool,
+    /// The server's side sent a reset (closed with unread input, or input reached it closed).
+    pub(crate) reset_sent: bool,
+    /// That reset reached the peer: what it had not read yet was discarded.
+    pub(crate) reset_arrived: bool,
 }
 
 /// Who owns a bound UDP address.
@@ -98,6 +102,8 @@ pub(crate) enum NetEvent {
     },
     /// A FIN reaches one end of a connection.
     Fin { conn: PeerId, to_server: bool },
+    /// The server's reset reaches the peer.
+    Reset { conn: PeerId },
     /// A datagram reaches an address.
     Datagram {
         to: SocketAddr,

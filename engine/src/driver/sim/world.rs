@@ -158,6 +158,22 @@ impl World {
         self.schedule(at, NetEvent::Fin { conn, to_server });
     }
 
+    /// The server side resets `conn`, as Linux does when a socket is closed with unread input or
+    /// input reaches a closed socket: behind what is already on the wire, and on arrival the
+    /// peer's unread data is discarded (a response not yet read is lost).
+    pub(crate) fn send_reset(&mut self, conn: PeerId) {
+        let lat = self.latency();
+        let now = self.now_ns;
+        let Some(c) = self.net.conn(conn) else { return };
+        if c.reset_sent {
+            return;
+        }
+        c.reset_sent = true;
+        c.to_peer.fin_sent = true;
+        let at = Self::pipe_arrival(now, lat, &mut c.to_peer);
+        self.schedule(at, NetEvent::Reset { conn });
+    }
+
     /// Send a datagram through the lossy network: maybe lost, maybe twice, maybe late.
     pub(crate) fn send_datagram(&mut self, from: SocketAddr, to: SocketAddr, data: &[u8]) {
         if chance(&mut self.rng, self.cfg.udp_loss_prob) {
@@ -237,6 +253,8 @@ impl World {
                 let Some(c) = self.net.conn(conn) else { return };
                 if to_server {
                     if c.server_closed {
+                        // Input for a closed socket: the kernel answers with a reset.
+                        self.send_reset(conn);
                         return;
                     }
                     c.to_server.arrived.extend(data);
@@ -259,6 +277,13 @@ impl World {
                 } else {
                     c.to_peer.fin_arrived = true;
                 }
+            }
+            NetEvent::Reset { conn } => {
+                let Some(c) = self.net.conn(conn) else { return };
+                c.to_peer.arrived.clear();
+                c.to_peer.fin_arrived = true;
+                c.to_peer_outstanding = 0;
+                c.reset_arrived = true;
             }
             NetEvent::Datagram { to, from, data } => {
                 let Some(end) = self.net.udp.get_mut(&to) else {
@@ -414,6 +439,8 @@ impl SimWorld {
             peer_window,
             peer_end: PeerEnd::Open,
             server_closed: false,
+            reset_sent: false,
+            reset_arrived: false,
         });
         w.schedule(syn_at, NetEvent::Syn { conn: id });
         Ok(id)
@@ -507,6 +534,16 @@ impl SimWorld {
             .net
             .conn(peer)
             .is_some_and(|c| c.to_peer.fin_arrived)
+    }
+
+    /// Whether the server reset the connection (closed it with input unread, or input reached
+    /// it closed); the peer lost whatever it had not read when the reset arrived.
+    pub fn peer_was_reset(&self, peer: PeerId) -> bool {
+        self.inner
+            .borrow_mut()
+            .net
+            .conn(peer)
+            .is_some_and(|c| c.reset_arrived)
     }
 
     /// Whether the server has accepted the peer's connection yet.

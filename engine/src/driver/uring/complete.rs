@@ -73,7 +73,7 @@ impl UringDriver {
                 };
                 CompletionKind::Recv {
                     socket,
-                    result,
+                    result: self.ended_by_close(socket, result, more),
                     more,
                 }
             }
@@ -111,12 +111,14 @@ impl UringDriver {
                     result: if n == 0 { Err(Errno::NOENT) } else { Ok(n) },
                 }
             }
-            Some(_) => {
-                // Single-shot operations: the slot is done, take its buffers back.
+            Some(k) => {
+                // Single-shot operations: the slot is done, take its buffers back. Whether its
+                // socket is closing is read first: freeing the last operation removes the entry.
+                let closing = k.socket().is_some_and(|s| self.is_closing(s));
                 let Some((token, kind)) = self.free(idx) else {
                     return;
                 };
-                let kind = self.single_shot(kind, res);
+                let kind = self.single_shot(kind, res, closing);
                 self.stats.completions += 1;
                 out.push(Completion { token, kind });
                 return;
@@ -131,7 +133,7 @@ impl UringDriver {
         out.push(Completion { token, kind });
     }
 
-    fn single_shot(&mut self, kind: Kind, res: i32) -> CompletionKind {
+    fn single_shot(&mut self, kind: Kind, res: i32, closing: bool) -> CompletionKind {
         let n = |res: i32| {
             if res >= 0 {
                 Ok(res as usize)
@@ -145,9 +147,14 @@ impl UringDriver {
                 if res > 0 {
                     self.stats.bytes_out += res as u64;
                 }
+                let result = match n(res) {
+                    // The close's shutdown failed it (EPIPE): to the caller it was cancelled.
+                    Err(_) if closing => Err(Errno::CANCELED),
+                    r => r,
+                };
                 CompletionKind::Send {
                     socket,
-                    result: n(res),
+                    result,
                     buf,
                 }
             }
@@ -167,6 +174,10 @@ impl UringDriver {
                 } else {
                     Err(errno(res))
                 },
+            },
+            Kind::ShutdownWrite { socket } => CompletionKind::ShutdownWrite {
+                socket,
+                result: unit(res),
             },
             Kind::Close { .. } => CompletionKind::Close { result: unit(res) },
             Kind::WriteAt { buf } => CompletionKind::WriteAt {
@@ -201,6 +212,29 @@ impl UringDriver {
             Kind::Cancel { cancelled, .. } => CompletionKind::Cancel {
                 result: Ok(cancelled),
             },
+        }
+    }
+
+    /// Whether `Op::Close` was submitted for `socket` (its entry lives until its last operation).
+    fn is_closing(&self, socket: SocketId) -> bool {
+        self.sockets.get(socket.0).is_some_and(|e| e.closing)
+    }
+
+    /// The last result of a receive on a socket being closed is reported as CANCELED, as the
+    /// `Op::Close` contract says, whatever ended it: the close's shutdown makes it end with EOF
+    /// (or an error if the peer reset meanwhile). Data chunks pass unchanged, so their buffers
+    /// still reach the caller and go back to the pool.
+    fn ended_by_close(
+        &self,
+        socket: SocketId,
+        result: Result<RecvChunk, Errno>,
+        more: bool,
+    ) -> Result<RecvChunk, Errno> {
+        match result {
+            Ok(RecvChunk { buf: None, .. }) | Err(_) if !more && self.is_closing(socket) => {
+                Err(Errno::CANCELED)
+            }
+            r => r,
         }
     }
 

@@ -38,6 +38,9 @@ pub(super) enum Kind {
         pending: u32,
         cancelled: u32,
     },
+    ShutdownWrite {
+        socket: SocketId,
+    },
     Close {
         socket: SocketId,
     },
@@ -62,6 +65,7 @@ impl Kind {
             | Kind::RecvFrom { socket: s }
             | Kind::Send { socket: s, .. }
             | Kind::SendTo { socket: s, .. }
+            | Kind::ShutdownWrite { socket: s }
             | Kind::Close { socket: s } => Some(*s),
             _ => None,
         }
