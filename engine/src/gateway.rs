@@ -60,6 +60,18 @@ pub struct SessionSlot {
     indexed: bool,
 }
 
+/// A session that ended for good on this shard (closed without resume, or expired): what the
+/// guilds' owner shards need to drop the voice state it may hold.
+#[derive(Debug)]
+pub struct EndedSession {
+    /// Its user.
+    pub user: u64,
+    /// Its id.
+    pub session_id: Box<str>,
+    /// The guilds it received.
+    pub guilds: Vec<u64>,
+}
+
 /// A session handed from one shard to another by Resume.
 #[derive(Debug)]
 pub struct TakenSession {
@@ -117,6 +129,8 @@ pub struct GatewayState {
     drop_conns: Vec<ConnRef>,
     /// Users whose session became Ready (+1) or ended (-1) since the last call, for presence.
     session_changes: Vec<(u64, bool)>,
+    /// Sessions ended for good since the last call, for voice (drained every turn).
+    ended: Vec<EndedSession>,
     rng: ChaCha8Rng,
     next_reap_ms: u64,
 }
@@ -160,6 +174,7 @@ impl GatewayState {
             kill: Vec::new(),
             drop_conns: Vec::new(),
             session_changes: Vec::new(),
+            ended: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(seed ^ (shard as u64).rotate_left(32)),
             next_reap_ms: 0,
         }
@@ -291,6 +306,11 @@ impl GatewayState {
     /// Users whose sessions came (true) or went (false) since the last call.
     pub fn take_session_changes(&mut self, out: &mut Vec<(u64, bool)>) {
         out.append(&mut self.session_changes);
+    }
+
+    /// Moves the sessions ended for good since the last call into `out`.
+    pub fn take_ended_sessions(&mut self, out: &mut Vec<EndedSession>) {
+        out.append(&mut self.ended);
     }
 
     /// Connections whose session was taken away (resumed elsewhere): close them.
@@ -425,6 +445,13 @@ impl GatewayState {
             }
         }
         self.free.push(index);
+        if slot.indexed && !slot.guilds.is_empty() {
+            self.ended.push(EndedSession {
+                user: slot.session.user_id(),
+                session_id: slot.session.session_id().into(),
+                guilds: slot.guilds,
+            });
+        }
     }
 
     /// Indexes a session that just became Ready (by id and user) with its guilds.

@@ -1355,6 +1355,7 @@ impl<D: Driver, H: HttpHandler> Shard<D, H> {
         self.ctx.run_incoming(TASKS_PER_SOURCE_PER_TURN);
         self.ctx.gw.reap(self.ctx.now_ms);
         crate::presence::after_gateway_turn(&mut self.ctx);
+        crate::voice::after_gateway_turn(&mut self.ctx);
         self.deliver_http_replies();
         if self.ctx.draining && self.drain_started_ns.is_none() {
             self.start_drain();

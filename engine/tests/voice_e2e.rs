@@ -971,3 +971,56 @@ fn a_server_mute_or_a_kick_is_applied_to_a_member_in_voice() {
     node.stop();
     node.join().expect("clean stop");
 }
+
+#[test]
+fn a_main_gateway_session_closed_for_good_leaves_voice() {
+    let node = start(600_000, 60_000);
+    let addr = node.addrs().http;
+    let cert = node.voice_cert_der().expect("voice on").to_vec();
+    let TwoMembers {
+        alice,
+        alice_token,
+        bob,
+        bob_token,
+        g,
+    } = guild_of_two(addr, "Leaving Guild");
+    let (ga, gc) = identified(addr, &alice_token);
+    let voice_channel = voice_channel_of(&gc);
+    let (gb, _) = identified(addr, &bob_token);
+    let mut a = Participant::join(
+        ga,
+        alice,
+        &g,
+        &voice_channel,
+        &cert,
+        "aead_xchacha20_poly1305_rtpsize",
+    );
+    let mut b = Participant::join(
+        gb,
+        bob,
+        &g,
+        &voice_channel,
+        &cert,
+        "aead_xchacha20_poly1305_rtpsize",
+    );
+    b.send_tagged(1);
+    assert_eq!(a.recv_media(), (b.ssrc, 1));
+
+    // A client close with 1000 ends Bob's session for good (not resumable): his voice state goes
+    // with it, announced to the guild as a leave.
+    b.gw.send_frame(OpCode::Close, true, &1000u16.to_be_bytes());
+    let left = until(&mut a.gw, "VOICE_STATE_UPDATE leaving", |v| {
+        v["t"] == "VOICE_STATE_UPDATE"
+            && v["d"]["user_id"].as_str() == Some(bob.to_string().as_str())
+            && v["d"]["channel_id"].is_null()
+    });
+    assert_eq!(left["d"]["guild_id"], g.as_str());
+
+    // A new session sees only Alice in voice.
+    let (_, gc) = identified(addr, &alice_token);
+    let states = gc["d"]["voice_states"].as_array().expect("voice_states");
+    assert_eq!(states.len(), 1, "{states:?}");
+    assert_eq!(states[0]["user_id"], alice.to_string());
+    node.stop();
+    node.join().expect("clean stop");
+}

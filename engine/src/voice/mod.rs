@@ -423,6 +423,32 @@ pub fn on_voice_state_update(ctx: &mut ShardCtx, r: SessionRef, v: VoiceStateUpd
     ctx.invoke_on_reliably(owner, move |o: &mut ShardCtx| owner::apply(o, req));
 }
 
+/// Runs every loop turn: tells the owner shards of the guilds of every session that ended for
+/// good here, one task per owner shard, so they drop the voice states those sessions held.
+pub fn after_gateway_turn(ctx: &mut ShardCtx) {
+    let mut ended = Vec::new();
+    ctx.gw.take_ended_sessions(&mut ended);
+    let shards = ctx.shards();
+    for e in ended {
+        let session_id: std::sync::Arc<str> = e.session_id.into();
+        for owner in 0..shards {
+            let guilds: Vec<u64> = e
+                .guilds
+                .iter()
+                .copied()
+                .filter(|&g| crate::app::owner_shard(g, shards) == owner)
+                .collect();
+            if guilds.is_empty() {
+                continue;
+            }
+            let (user, sid) = (e.user, session_id.clone());
+            ctx.invoke_on_reliably(owner, move |o: &mut ShardCtx| {
+                owner::session_ended(o, user, &sid, &guilds);
+            });
+        }
+    }
+}
+
 /// Renders every shard's voice counters (Prometheus text format), labelled by shard.
 pub fn render_prometheus(shards: &[(usize, VoiceStats)], out: &mut String) {
     use std::fmt::Write;

@@ -220,6 +220,35 @@ pub fn apply(ctx: &mut ShardCtx, req: Op4) {
     }
 }
 
+/// A gateway session of `user` ended for good: in each of `guilds` (owned here) where that
+/// session holds the user's voice state, the user leaves voice, as Discord drops the voice state
+/// of a session that is gone (a state taken over by a newer session is left alone).
+pub fn session_ended(ctx: &mut ShardCtx, user: u64, session_id: &str, guilds: &[u64]) {
+    for &g in guilds {
+        let held = ctx
+            .voice
+            .owner
+            .guilds
+            .get(&g)
+            .and_then(|gv| gv.states.get(&user))
+            .is_some_and(|s| s.session_id == session_id);
+        if held {
+            apply(
+                ctx,
+                Op4 {
+                    guild: g,
+                    channel: None,
+                    self_mute: false,
+                    self_deaf: false,
+                    user,
+                    session_id: session_id.to_owned(),
+                    gateway_shard: ctx.id,
+                },
+            );
+        }
+    }
+}
+
 fn apply_inner(ctx: &mut ShardCtx, req: &Op4) -> Result<(), Refusal> {
     let (g, u) = (req.guild, req.user);
     let prev = ctx
