@@ -893,39 +893,56 @@ fn rest(addr: SocketAddr, method: &str, path: &str, token: &str, body: &str) -> 
     http_with(addr, method, &format!("/api/v10{path}"), &auth, body)
 }
 
-#[test]
-fn a_server_mute_or_a_kick_is_applied_to_a_member_in_voice() {
-    let node = start(600_000, 60_000);
-    let addr = node.addrs().http;
-    let cert = node.voice_cert_der().expect("voice on").to_vec();
+/// Alice and Bob of [`guild_of_two`], both in its voice channel, with media checked to flow.
+struct InVoice {
+    a: Participant,
+    b: Participant,
+    alice_token: String,
+    bob: u64,
+    g: String,
+    voice_channel: String,
+}
+
+/// A guild of two (named `name`) whose members both joined its voice channel.
+fn both_in_voice(addr: SocketAddr, cert: &[u8], name: &str) -> InVoice {
     let TwoMembers {
         alice,
         alice_token,
         bob,
         bob_token,
         g,
-    } = guild_of_two(addr, "Moderated Guild");
+    } = guild_of_two(addr, name);
     let (ga, gc) = identified(addr, &alice_token);
     let voice_channel = voice_channel_of(&gc);
     let (gb, _) = identified(addr, &bob_token);
-    let mut a = Participant::join(
-        ga,
-        alice,
-        &g,
-        &voice_channel,
-        &cert,
-        "aead_xchacha20_poly1305_rtpsize",
-    );
-    let mut b = Participant::join(
-        gb,
-        bob,
-        &g,
-        &voice_channel,
-        &cert,
-        "aead_xchacha20_poly1305_rtpsize",
-    );
+    let mode = "aead_xchacha20_poly1305_rtpsize";
+    let a = Participant::join(ga, alice, &g, &voice_channel, cert, mode);
+    let mut b = Participant::join(gb, bob, &g, &voice_channel, cert, mode);
     b.send_tagged(1);
     assert_eq!(a.recv_media(), (b.ssrc, 1));
+    InVoice {
+        a,
+        b,
+        alice_token,
+        bob,
+        g,
+        voice_channel,
+    }
+}
+
+#[test]
+fn a_server_mute_or_a_kick_is_applied_to_a_member_in_voice() {
+    let node = start(600_000, 60_000);
+    let addr = node.addrs().http;
+    let cert = node.voice_cert_der().expect("voice on").to_vec();
+    let InVoice {
+        mut a,
+        mut b,
+        alice_token,
+        bob,
+        g,
+        voice_channel,
+    } = both_in_voice(addr, &cert, "Moderated Guild");
 
     // Server mute (PATCH member): announced as Bob's voice state, and his media stops.
     let server_muted = |a: &mut Participant, on: bool| {
@@ -977,34 +994,14 @@ fn a_main_gateway_session_closed_for_good_leaves_voice() {
     let node = start(600_000, 60_000);
     let addr = node.addrs().http;
     let cert = node.voice_cert_der().expect("voice on").to_vec();
-    let TwoMembers {
-        alice,
+    let InVoice {
+        mut a,
+        mut b,
         alice_token,
         bob,
-        bob_token,
         g,
-    } = guild_of_two(addr, "Leaving Guild");
-    let (ga, gc) = identified(addr, &alice_token);
-    let voice_channel = voice_channel_of(&gc);
-    let (gb, _) = identified(addr, &bob_token);
-    let mut a = Participant::join(
-        ga,
-        alice,
-        &g,
-        &voice_channel,
-        &cert,
-        "aead_xchacha20_poly1305_rtpsize",
-    );
-    let mut b = Participant::join(
-        gb,
-        bob,
-        &g,
-        &voice_channel,
-        &cert,
-        "aead_xchacha20_poly1305_rtpsize",
-    );
-    b.send_tagged(1);
-    assert_eq!(a.recv_media(), (b.ssrc, 1));
+        ..
+    } = both_in_voice(addr, &cert, "Leaving Guild");
 
     // A client close with 1000 ends Bob's session for good (not resumable): his voice state goes
     // with it, announced to the guild as a leave.
@@ -1020,7 +1017,7 @@ fn a_main_gateway_session_closed_for_good_leaves_voice() {
     let (_, gc) = identified(addr, &alice_token);
     let states = gc["d"]["voice_states"].as_array().expect("voice_states");
     assert_eq!(states.len(), 1, "{states:?}");
-    assert_eq!(states[0]["user_id"], alice.to_string());
+    assert_eq!(states[0]["user_id"], a.user.to_string());
     node.stop();
     node.join().expect("clean stop");
 }

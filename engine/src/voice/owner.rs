@@ -220,18 +220,17 @@ pub fn apply(ctx: &mut ShardCtx, req: Op4) {
     }
 }
 
+/// The voice state of `user` in guild `g` (owned here), if in voice.
+fn state_of(ctx: &ShardCtx, g: u64, user: u64) -> Option<&UserVoice> {
+    ctx.voice.owner.guilds.get(&g)?.states.get(&user)
+}
+
 /// A gateway session of `user` ended for good: in each of `guilds` (owned here) where that
 /// session holds the user's voice state, the user leaves voice, as Discord drops the voice state
 /// of a session that is gone (a state taken over by a newer session is left alone).
 pub fn session_ended(ctx: &mut ShardCtx, user: u64, session_id: &str, guilds: &[u64]) {
     for &g in guilds {
-        let held = ctx
-            .voice
-            .owner
-            .guilds
-            .get(&g)
-            .and_then(|gv| gv.states.get(&user))
-            .is_some_and(|s| s.session_id == session_id);
+        let held = state_of(ctx, g, user).is_some_and(|s| s.session_id == session_id);
         if held {
             apply(
                 ctx,
@@ -251,13 +250,7 @@ pub fn session_ended(ctx: &mut ShardCtx, user: u64, session_id: &str, guilds: &[
 
 fn apply_inner(ctx: &mut ShardCtx, req: &Op4) -> Result<(), Refusal> {
     let (g, u) = (req.guild, req.user);
-    let prev = ctx
-        .voice
-        .owner
-        .guilds
-        .get(&g)
-        .and_then(|gv| gv.states.get(&u))
-        .cloned();
+    let prev = state_of(ctx, g, u).cloned();
     let Some(channel) = req.channel else {
         // Leave: nothing to do for a user not in voice.
         let Some(prev) = prev else {
