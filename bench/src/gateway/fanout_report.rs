@@ -15,8 +15,8 @@ use crate::gateway::fanout::{
 use crate::gateway::target::GwTarget;
 use crate::latency::LatencySummary;
 use crate::machine::RunMeta;
-use crate::report::markdown::ratio;
-use crate::report::{svg, to_json};
+use crate::report::markdown::{ratio, stamp};
+use crate::report::{stamp_lines, svg, to_json};
 
 /// The scenario's name: the subcommand and the results folder's prefix.
 pub const SCENARIO: &str = "gw-fanout";
@@ -24,29 +24,6 @@ pub const SCENARIO: &str = "gw-fanout";
 pub const SATURATED_UTIL: f64 = 0.9;
 /// An achieved send rate below this share of the asked one is flagged.
 pub const SEND_RATE_SHORTFALL: f64 = 0.95;
-
-fn stamp(out: &mut String, meta: &RunMeta) {
-    let m = &meta.machine;
-    let _ = writeln!(
-        out,
-        "- Date (UTC): {}\n- Machine: {} — {} vCPU, {}, {} MiB RAM, load average at start {}\n\
-         - Kernel: {}\n- Git: {}{}\n- Command: `{}`\n",
-        meta.date_utc,
-        m.hostname,
-        m.nproc,
-        m.cpu_model,
-        m.mem_total_kib / 1024,
-        m.loadavg,
-        m.kernel,
-        meta.git.commit,
-        if meta.git.dirty { " (dirty tree)" } else { "" },
-        meta.command_line
-    );
-}
-
-fn stamp_lines(meta: &RunMeta) -> Vec<String> {
-    vec![meta.one_line(), format!("$ {}", meta.command_line)]
-}
 
 fn ms(l: &Option<LatencySummary>, f: fn(&LatencySummary) -> f64) -> String {
     l.as_ref()

@@ -16,8 +16,8 @@ use crate::gateway::target::{GwFailure, GwTarget};
 use crate::gateway::wire::FailCounts;
 use crate::latency::LatencySummary;
 use crate::machine::RunMeta;
-use crate::report::markdown::ratio;
-use crate::report::{svg, to_json};
+use crate::report::markdown::{ratio, stamp};
+use crate::report::{stamp_lines, svg, to_json};
 
 /// Issue 3's target for idle sessions: user-space bytes per identified idle session.
 pub const IDLE_TARGET_BYTES_PER_SESSION: f64 = 2048.0;
@@ -43,25 +43,6 @@ fn fmt_ratio(r: Option<f64>) -> String {
     )
 }
 
-fn stamp(out: &mut String, meta: &RunMeta) {
-    let m = &meta.machine;
-    let _ = writeln!(
-        out,
-        "- Date (UTC): {}\n- Machine: {} — {} vCPU, {}, {} MiB RAM, load average at start {}\n\
-         - Kernel: {}\n- Git: {}{}\n- Command: `{}`\n",
-        meta.date_utc,
-        m.hostname,
-        m.nproc,
-        m.cpu_model,
-        m.mem_total_kib / 1024,
-        m.loadavg,
-        m.kernel,
-        meta.git.commit,
-        if meta.git.dirty { " (dirty tree)" } else { "" },
-        meta.command_line
-    );
-}
-
 fn busy(out: &mut String, rustc: u32, nice: i32, meta: &RunMeta) {
     if rustc > 0 {
         let _ = writeln!(
@@ -72,10 +53,6 @@ fn busy(out: &mut String, rustc: u32, nice: i32, meta: &RunMeta) {
             meta.machine.loadavg
         );
     }
-}
-
-fn stamp_lines(meta: &RunMeta) -> Vec<String> {
-    vec![meta.one_line(), format!("$ {}", meta.command_line)]
 }
 
 fn failures(out: &mut String, failures: &[GwFailure]) {

@@ -30,7 +30,8 @@ fn fmt_ratio(r: Option<f64>) -> String {
     )
 }
 
-fn stamp(out: &mut String, meta: &RunMeta) {
+/// The summary's stamp lines: date, machine, kernel, commit and command.
+pub fn stamp(out: &mut String, meta: &RunMeta) {
     let m = &meta.machine;
     let _ = writeln!(
         out,

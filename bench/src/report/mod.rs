@@ -40,7 +40,8 @@ pub fn to_json<T: Serialize>(
     .map_err(|e| BenchError::Invalid(format!("serialise results: {e}")))
 }
 
-fn stamp_lines(meta: &RunMeta) -> Vec<String> {
+/// The stamp an SVG plot carries: the run's one-line summary and its command.
+pub fn stamp_lines(meta: &RunMeta) -> Vec<String> {
     vec![meta.one_line(), format!("$ {}", meta.command_line)]
 }
 

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use crate::BenchError;
 use crate::latency::LatencySummary;
 use crate::machine::RunMeta;
-use crate::report::markdown::ratio;
+use crate::report::markdown::{ratio, stamp};
 use crate::report::svg::{self, Series};
-use crate::report::to_json;
+use crate::report::{stamp_lines, to_json};
 
 use super::limits::RATE_SUSTAINED_FRACTION;
 use super::{EngineResult, StoreRun};
@@ -22,10 +22,6 @@ pub const TARGET_APPEND_RATIO: f64 = 2.0;
 pub const TARGET_APPEND_P99_MS: f64 = 2.0;
 /// Target of issue 4: latest-50 p99 hot, ms.
 pub const TARGET_LATEST_P99_MS: f64 = 1.0;
-
-fn stamp_lines(meta: &RunMeta) -> Vec<String> {
-    vec![meta.one_line(), format!("$ {}", meta.command_line)]
-}
 
 fn fmt_ratio(r: Option<f64>) -> String {
     r.map_or_else(|| "n/a".into(), |r| format!("{r:.2}×"))
@@ -42,24 +38,9 @@ fn find<'a>(run: &'a StoreRun, engine: &str) -> Option<&'a EngineResult> {
 /// The Markdown summary.
 pub fn markdown(meta: &RunMeta, run: &StoreRun) -> String {
     let p = &run.params;
-    let m = &meta.machine;
     let mut out = String::new();
     let _ = writeln!(out, "# store — {}\n", meta.date_utc);
-    let _ = writeln!(
-        out,
-        "- Date (UTC): {}\n- Machine: {} — {} vCPU, {}, {} MiB RAM, load average at start {}\n\
-         - Kernel: {}\n- Git: {}{}\n- Command: `{}`\n",
-        meta.date_utc,
-        m.hostname,
-        m.nproc,
-        m.cpu_model,
-        m.mem_total_kib / 1024,
-        m.loadavg,
-        m.kernel,
-        meta.git.commit,
-        if meta.git.dirty { " (dirty tree)" } else { "" },
-        meta.command_line
-    );
+    stamp(&mut out, meta);
     let _ = writeln!(
         out,
         "Workload: {} messages over {} channels, ids spanning {} days (10-day buckets), content \

@@ -13,17 +13,13 @@ use super::{
 };
 use crate::BenchError;
 use crate::machine::RunMeta;
-use crate::report::markdown::ratio;
-use crate::report::{svg, to_json};
+use crate::report::markdown::{ratio, stamp};
+use crate::report::{stamp_lines, svg, to_json};
 
 /// A core busy this share of the window counts as saturated.
 pub const SATURATED_UTIL: f64 = 0.9;
 /// Loss above this share marks a configuration as not served.
 pub const LOSS_SERVED_MAX: f64 = 0.01;
-
-fn stamp_lines(meta: &RunMeta) -> Vec<String> {
-    vec![meta.one_line(), format!("$ {}", meta.command_line)]
-}
 
 fn lat(r: &VoiceResult, f: fn(&crate::latency::LatencySummary) -> f64) -> String {
     r.latency
@@ -72,23 +68,13 @@ pub fn flags(r: &VoiceResult) -> Vec<String> {
 /// The summary.
 pub fn markdown(meta: &RunMeta, run: &VoiceRun) -> String {
     let mut out = String::new();
-    let m = &meta.machine;
     let p = &run.params;
-    let _ = writeln!(
-        out,
-        "# voice-forward: Hearth's SFU vs Janus 1.1.2 VideoRoom\n\n- Date (UTC): {}\n- Machine: {} — {} vCPU, {}, {} MiB RAM, load average at start {}\n\
-         - Kernel: {}\n- Git: {}{}\n- Command: `{}`\n",
-        meta.date_utc,
-        m.hostname,
-        m.nproc,
-        m.cpu_model,
-        m.mem_total_kib / 1024,
-        m.loadavg,
-        m.kernel,
-        meta.git.commit,
-        if meta.git.dirty { " (dirty tree)" } else { "" },
-        meta.command_line
+    out.push_str(
+        "# voice-forward: Hearth's SFU vs Janus 1.1.2 VideoRoom
+
+",
     );
+    stamp(&mut out, meta);
     let _ = writeln!(
         out,
         "Configurations are rooms × participants × speakers; every speaker sends 50 packets/s of \
