@@ -86,6 +86,8 @@ fn node_spec(r: &ResolvedConfig, token_secret: Vec<u8>) -> NodeSpec {
             tcp: p.tcp_options(),
             core: None,
             ws_message_bytes_max: gateway_core::limits::WS_MESSAGE_BYTES_MAX,
+            send_batch: p.send_batch as usize,
+            mailbox_batch: p.mailbox_batch as usize,
         },
         mailbox_capacity: p.mailbox_capacity as usize,
         data_dir: Some(r.config.storage.data_dir.clone()),
@@ -96,6 +98,7 @@ fn node_spec(r: &ResolvedConfig, token_secret: Vec<u8>) -> NodeSpec {
             heartbeat_interval_ms: u64::from(limits.gateway_heartbeat_interval_ms),
             heartbeat_grace_ms: gateway_core::limits::HEARTBEAT_GRACE_MS,
             rest_rate_limits: limits.rest_rate_limits,
+            session_output_queue_bytes: p.session_output_queue_bytes as usize,
             control_secret: r
                 .config
                 .secrets

@@ -90,6 +90,14 @@ pub fn render_prometheus(shards: &[ShardSnapshot], out: &mut String) {
     );
     metric(
         out,
+        "lazy_rewaits_total",
+        c,
+        "Blocking waits resumed because only whole lazy sends had completed (turns saved).",
+        shards,
+        |s| s.driver.lazy_rewaits,
+    );
+    metric(
+        out,
         "submissions_total",
         c,
         "Operations submitted to the driver.",

@@ -63,6 +63,9 @@ pub struct GatewaySpec {
     pub rest_rate_limits: bool,
     /// Bearer secret of `/control/*` and `/admin/*`; empty: those endpoints are open.
     pub control_secret: Vec<u8>,
+    /// Bytes queued for one session before it is disconnected as too slow (profile
+    /// `session_output_queue_bytes`).
+    pub session_output_queue_bytes: usize,
 }
 
 impl std::fmt::Debug for GatewaySpec {
@@ -85,6 +88,7 @@ impl Default for GatewaySpec {
             heartbeat_grace_ms: gateway_core::limits::HEARTBEAT_GRACE_MS,
             rest_rate_limits: true,
             control_secret: Vec::new(),
+            session_output_queue_bytes: gateway_core::limits::OUTPUT_QUEUE_BYTES_MAX,
         }
     }
 }
@@ -246,6 +250,7 @@ fn shard_main(
     let mut gw_cfg = GatewayConfig::new(&spec.gateway.token_secret);
     gw_cfg.heartbeat_interval_ms = spec.gateway.heartbeat_interval_ms;
     gw_cfg.heartbeat_grace_ms = spec.gateway.heartbeat_grace_ms;
+    gw_cfg.output_queue_bytes_max = spec.gateway.session_output_queue_bytes;
     let seed = seed_from_os() ^ index as u64;
     shard.ctx.gw = GatewayState::new(index, gw_cfg, url.clone(), seed);
     shard.ctx.app = AppState::new(spec.gateway.worker_id, index, url);

@@ -53,10 +53,13 @@ pub const SOCKET_BUFFER_BYTES_MAX: u32 = 1 << 30;
 pub const NIC_QUEUES_MAX: u32 = 1024;
 /// O_DIRECT needs buffers aligned to the block size; our aligned buffers use 4096.
 pub const DIRECT_IO_BLOCK_BYTES_MIN: u32 = crate::buf::DIRECT_ALIGN as u32;
-/// Direct-io block sizes beyond this only waste space on small group commits.
-pub const DIRECT_IO_BLOCK_BYTES_MAX: u32 = 1 << 16;
-/// A session's output queue must hold at least one large dispatch.
-pub const SESSION_OUTPUT_QUEUE_BYTES_MIN: u32 = 4096;
+/// The commit logs and the metadata journal are laid out in 4 KiB blocks (msgstore's
+/// `IO_ALIGN_BYTES`), so this build takes no other block size: a profile asking for one is
+/// refused rather than silently ignored.
+pub const DIRECT_IO_BLOCK_BYTES_MAX: u32 = DIRECT_IO_BLOCK_BYTES_MIN;
+const _: () = assert!(DIRECT_IO_BLOCK_BYTES_MAX as usize == msgstore::limits::IO_ALIGN_BYTES);
+/// A session's output queue must hold a Resume's replay of its whole resume ring.
+pub const SESSION_OUTPUT_QUEUE_BYTES_MIN: u32 = gateway_core::limits::OUTPUT_QUEUE_BYTES_MIN as u32;
 /// A session's output queue beyond this is a memory leak under a slow client.
 pub const SESSION_OUTPUT_QUEUE_BYTES_MAX: u32 = 64 << 20;
 
@@ -244,7 +247,7 @@ pub struct HardwareProfile {
     pub max_connections_per_shard: u32,
     /// Files one shard keeps open (commit log segments, snapshots).
     pub file_pool: u32,
-    /// Block size for O_DIRECT writes of the message store.
+    /// Block size for O_DIRECT writes of the message store (4096: the only size this build takes).
     pub direct_io_block_bytes: u32,
     /// Slots of each cross-shard mailbox.
     pub mailbox_capacity: u32,
@@ -252,8 +255,6 @@ pub struct HardwareProfile {
     pub mailbox_batch: u32,
     /// Most TCP sends submitted per loop turn.
     pub send_batch: u32,
-    /// Most UDP datagrams sent per batch.
-    pub udp_batch: u32,
     /// Bytes queued for one gateway session before it is disconnected as too slow.
     pub session_output_queue_bytes: u32,
     /// TCP_NODELAY on accepted connections.
@@ -293,9 +294,8 @@ impl HardwareProfile {
             direct_io_block_bytes: 4096,
             mailbox_capacity: 1024,
             mailbox_batch: 64,
-            send_batch: 32,
-            udp_batch: 32,
-            session_output_queue_bytes: 256 * 1024,
+            send_batch: 256,
+            session_output_queue_bytes: gateway_core::limits::OUTPUT_QUEUE_BYTES_MAX as u32,
             tcp_nodelay: true,
             so_rcvbuf: None,
             so_sndbuf: None,
@@ -429,7 +429,6 @@ impl HardwareProfile {
             BATCH_MAX.min(self.ring_entries),
         )
         .map_err(|e| with_reason(e, "must be between 1 and min(1024, ring_entries)"))?;
-        in_range("udp_batch", self.udp_batch, 1, BATCH_MAX)?;
         in_range(
             "session_output_queue_bytes",
             self.session_output_queue_bytes,
@@ -787,6 +786,14 @@ mod tests {
         assert!(invalid("cores = [1, 2, 1]").contains("cores[2] = 1: listed twice"));
         assert!(invalid("so_rcvbuf = 1").contains("so_rcvbuf = 1"));
         assert!(invalid("direct_io_block_bytes = 512").contains("direct_io_block_bytes = 512"));
+        // The store writes 4 KiB blocks only: a larger block size is refused, not ignored.
+        assert!(invalid("direct_io_block_bytes = 8192").contains("direct_io_block_bytes = 8192"));
+        // Below the resume ring plus headroom, a resumed session would overflow at once.
+        assert!(
+            invalid("session_output_queue_bytes = 262144")
+                .contains("session_output_queue_bytes = 262144")
+        );
+        assert!(invalid("send_batch = 0").contains("send_batch = 0"));
         assert!(invalid("backlog = 0").contains("backlog = 0"));
         assert!(invalid("max_connections_per_shard = 0").contains("max_connections_per_shard = 0"));
     }

@@ -485,6 +485,97 @@ fn gather_send_mixes_arena_and_shared_segments() {
     assert_eq!(got, expected);
 }
 
+/// Runs one blocking wait of `wait_ms` and returns what it delivered and how long it took.
+fn one_wait(h: &mut H, wait_ms: u64) -> (Vec<Completion>, Duration) {
+    let start = Instant::now();
+    let deadline = h.d.now_ns() + wait_ms * 1_000_000;
+    let mut out = Vec::new();
+    h.d.run(Wait::Until(deadline), &mut out).expect("run");
+    (out, start.elapsed())
+}
+
+#[test]
+fn lazy_send_completions_wait_for_other_work_and_come_first() {
+    let _g = serial();
+    let mut h = H::new(config(64, 4096));
+    let (l, addr) = h.listen(&TcpOptions::default());
+    h.d.submit(1, Op::AcceptMulti { listener: l })
+        .expect("accept");
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let client = thread::spawn(move || {
+        let mut c = TcpStream::connect(addr).expect("connect");
+        c.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        let mut got = [0u8; 10];
+        c.read_exact(&mut got[..5]).expect("first reply");
+        // The server's next wait must see only its lazy send until this arrives.
+        go_rx.recv().expect("go");
+        thread::sleep(Duration::from_millis(100));
+        c.write_all(b"ping").expect("write");
+        c.read_exact(&mut got[5..]).expect("second reply");
+        got
+    });
+    let (s, _) = h.accept_one(1);
+    h.d.submit(2, Op::RecvMulti { socket: s }).expect("recv");
+
+    // 1. Only a lazy send completes: the wait runs to its deadline, then hands the send over.
+    let mut buf = SendBuf::new();
+    buf.push_bytes(b"hello");
+    h.d.submit(3, Op::SendLazy { socket: s, buf })
+        .expect("send");
+    let before = h.d.stats().lazy_rewaits;
+    let (out, _) = one_wait(&mut h, 300);
+    assert!(
+        h.d.stats().lazy_rewaits > before,
+        "the wait resumed after the lazy send instead of returning"
+    );
+    let sends: Vec<_> = out.iter().filter(|c| c.token == 3).collect();
+    assert_eq!(
+        sends.len(),
+        1,
+        "the held send is delivered when the wait ends"
+    );
+    assert!(matches!(
+        &sends[0].kind,
+        CompletionKind::Send { result: Ok(5), .. }
+    ));
+
+    // 2. A lazy send, then data from the client: one wait returns both, the send first.
+    let mut buf = SendBuf::new();
+    buf.push_bytes(b"world");
+    h.d.submit(4, Op::SendLazy { socket: s, buf })
+        .expect("send");
+    go_tx.send(()).expect("go");
+    let (out, took) = one_wait(&mut h, 20_000);
+    assert!(took < Duration::from_secs(15), "the recv ended the wait");
+    let pos = |t: u64| out.iter().position(|c| c.token == t);
+    let (Some(send), Some(recv)) = (pos(4), pos(2)) else {
+        panic!("expected the held send and the recv in one wait, got {out:?}");
+    };
+    assert!(
+        send < recv,
+        "a held completion comes ahead of what woke the wait"
+    );
+    if let CompletionKind::Recv {
+        result: Ok(RecvChunk { buf: Some(b), .. }),
+        ..
+    } = out[recv].kind
+    {
+        h.d.release_buf(b);
+    }
+    let got = client.join().expect("client");
+    assert_eq!(&got, b"helloworld");
+
+    // 3. A plain send is never held: the wait returns as soon as it completes.
+    let mut buf = SendBuf::new();
+    buf.push_bytes(b"!");
+    h.d.submit(5, Op::Send { socket: s, buf }).expect("send");
+    let before = h.d.stats().lazy_rewaits;
+    let (out, took) = one_wait(&mut h, 20_000);
+    assert!(out.iter().any(|c| c.token == 5), "got {out:?}");
+    assert!(took < Duration::from_secs(15));
+    assert_eq!(h.d.stats().lazy_rewaits, before);
+}
+
 #[test]
 fn timeouts_expire_and_cancel_reports_canceled() {
     let _g = serial();

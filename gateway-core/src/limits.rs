@@ -36,8 +36,12 @@ pub const RESUME_RING_BYTES_MAX: usize = 1024 * 1024;
 
 /// Frames queued for one session before it is disconnected (resumable).
 pub const OUTPUT_QUEUE_FRAMES_MAX: usize = 1024;
-/// Bytes queued for one session before it is disconnected (resumable).
+/// Bytes queued for one session before it is disconnected (resumable): the default of
+/// `GatewayConfig::output_queue_bytes_max`.
 pub const OUTPUT_QUEUE_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Smallest output bound a deployment may set: a Resume's replay of a full resume ring (plus
+/// frame headers and RESUMED) must fit, or a resumed session would overflow again at once.
+pub const OUTPUT_QUEUE_BYTES_MIN: usize = RESUME_RING_BYTES_MAX + 64 * 1024;
 /// Bytes of a frame kept inline in an output entry (WebSocket header + JSON prefix or a
 /// small control message such as a heartbeat ACK), so per-recipient work needs no allocation.
 /// 55 plus the length byte fill seven words: an entry with its shared tail is 88 bytes, and
@@ -75,6 +79,6 @@ const _: () =
 const _: () = assert!(OUT_FRAME_INLINE_BYTES > WS_SERVER_HEADER_BYTES_MAX + 32);
 const _: () =
     assert!(RESUME_RING_EVENTS_MAX > 0 && RESUME_RING_EVENTS_MAX <= OUTPUT_QUEUE_FRAMES_MAX);
-const _: () = assert!(RESUME_RING_BYTES_MAX <= OUTPUT_QUEUE_BYTES_MAX);
+const _: () = assert!(OUTPUT_QUEUE_BYTES_MIN <= OUTPUT_QUEUE_BYTES_MAX);
 const _: () = assert!(LARGE_THRESHOLD_MIN <= LARGE_THRESHOLD_DEFAULT);
 const _: () = assert!(LARGE_THRESHOLD_DEFAULT <= LARGE_THRESHOLD_MAX);

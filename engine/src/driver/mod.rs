@@ -119,6 +119,16 @@ pub enum Op {
         /// What to send; returned in the completion.
         buf: SendBuf,
     },
+    /// `Send`, for a caller that needs a complete send's completion only to get its buffer back:
+    /// while `run` blocks, the driver may hold such a completion back until something else
+    /// completes or the wait ends, so a request/response exchange costs one loop turn, not two.
+    /// Partial sends and errors are never held.
+    SendLazy {
+        /// The connected socket.
+        socket: SocketId,
+        /// What to send; returned in the (`Send`) completion.
+        buf: SendBuf,
+    },
     /// Multishot datagram receive into provided buffers: one `Completion::RecvFrom` per datagram.
     RecvFromMulti {
         /// The UDP socket.
@@ -397,6 +407,9 @@ pub struct DriverStats {
     pub bytes_in: u64,
     /// Bytes sent on sockets.
     pub bytes_out: u64,
+    /// Blocking waits resumed because only `Op::SendLazy` completions had arrived: loop turns
+    /// saved.
+    pub lazy_rewaits: u64,
 }
 
 /// Sizes a driver is built with (from the hardware profile).

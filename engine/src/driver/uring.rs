@@ -155,6 +155,10 @@ pub struct UringDriver {
     waker_armed: bool,
     /// Completions made without the kernel (cancel with nothing to cancel).
     ready: Vec<Completion>,
+    /// Completions of whole `Op::SendLazy` sends held back during a blocking `run`.
+    held: Vec<Completion>,
+    /// Whether `reap` may hold lazy send completions back (only inside a blocking `run`).
+    hold_lazy: bool,
     stats: DriverStats,
     /// Reused scratch: CQEs copied out of the ring, user_data of cancel targets.
     cqes: Vec<(u64, i32, u32)>,
@@ -238,6 +242,8 @@ impl UringDriver {
             waker: Arc::new(waker),
             waker_armed: false,
             ready: Vec::new(),
+            held: Vec::new(),
+            hold_lazy: false,
             stats: DriverStats::default(),
             cqes: Vec::new(),
             targets: Vec::new(),
@@ -508,7 +514,7 @@ impl Driver for UringDriver {
         let before = out.len();
         self.stats.completions += self.ready.len() as u64;
         out.append(&mut self.ready);
-        let block_ns = match wait {
+        let mut block_ns = match wait {
             Wait::Poll => None,
             Wait::Until(deadline) => {
                 let now = self.now_ns();
@@ -516,8 +522,33 @@ impl Driver for UringDriver {
                 (idle && deadline > now).then(|| deadline - now)
             }
         };
-        self.enter(block_ns)?;
-        self.reap(out);
+        loop {
+            self.enter(block_ns)?;
+            self.hold_lazy = block_ns.is_some();
+            self.reap(out);
+            self.hold_lazy = false;
+            // Woken only by sends that just went out whole (typically the ones this very
+            // call submitted): nothing for the shard to do yet, so block again for the rest of
+            // the wait instead of spending a loop turn on returning their buffers.
+            if let (Some(_), Wait::Until(deadline)) = (block_ns, wait)
+                && out.len() == before
+                && !self.held.is_empty()
+            {
+                let now = self.now_ns();
+                if deadline > now && self.ring.completion().is_empty() {
+                    self.stats.lazy_rewaits += 1;
+                    block_ns = Some(deadline - now);
+                    continue;
+                }
+            }
+            break;
+        }
+        if !self.held.is_empty() {
+            // Ahead of what woke us, in the order they completed.
+            let n = self.held.len();
+            out.append(&mut self.held);
+            out[before..].rotate_right(n);
+        }
         Ok(())
     }
 

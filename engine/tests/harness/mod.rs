@@ -19,12 +19,15 @@ pub const SHARDS: usize = 2;
 /// Header timeout used by the suite (short so tests stay fast in real time).
 pub const HEADER_TIMEOUT_NS: u64 = 300_000_000;
 
-/// The shard settings both harnesses use.
+/// The shard settings both harnesses use. Send and mailbox budgets are tiny, so every
+/// scenario's output and cross-shard work is spread over many turns (leftovers carried over).
 pub fn shard_config() -> ShardConfig {
     ShardConfig {
         http_header_timeout_ns: HEADER_TIMEOUT_NS,
         http_idle_timeout_ns: 2_000_000_000,
         drain_timeout_ns: 2_000_000_000,
+        send_batch: 3,
+        mailbox_batch: 2,
         ..ShardConfig::default()
     }
 }

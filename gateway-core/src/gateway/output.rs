@@ -5,8 +5,8 @@
 
 use super::dispatch::{DISPATCH_PREFIX_BYTES_MAX, write_prefix};
 use crate::limits::{
-    OUT_FRAME_INLINE_BYTES, OUTPUT_QUEUE_BYTES_MAX, OUTPUT_QUEUE_FRAMES_MAX,
-    WS_SERVER_HEADER_BYTES_MAX,
+    OUT_FRAME_INLINE_BYTES, OUTPUT_QUEUE_BYTES_MAX, OUTPUT_QUEUE_BYTES_MIN,
+    OUTPUT_QUEUE_FRAMES_MAX, WS_SERVER_HEADER_BYTES_MAX,
 };
 use crate::ws::frame::OpCode;
 use crate::ws::writer::write_server_header;
@@ -16,8 +16,11 @@ use std::collections::VecDeque;
 const _: () =
     assert!(OUT_FRAME_INLINE_BYTES >= WS_SERVER_HEADER_BYTES_MAX + DISPATCH_PREFIX_BYTES_MAX);
 const _: () = assert!(OUT_FRAME_INLINE_BYTES < 256, "head_len is a u8");
+/// Highest byte limit a queue takes: far below `u32::MAX`, since `bytes` is a u32 that may
+/// pass the limit by one close frame.
+const OUTPUT_QUEUE_LIMIT_CEILING: usize = 1 << 30;
 const _: () = assert!(
-    OUTPUT_QUEUE_BYTES_MAX < (u32::MAX / 2) as usize,
+    OUTPUT_QUEUE_BYTES_MAX <= OUTPUT_QUEUE_LIMIT_CEILING,
     "bytes is a u32"
 );
 
@@ -136,22 +139,41 @@ pub struct QueueFull;
 /// or one that gets each event written out before the next (the usual fan-out), never allocates
 /// for its output. The deque's storage is kept while frames come in bursts (no allocation per
 /// message) and released by [`OutputQueue::trim`] once the session is idle.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OutputQueue {
     /// The oldest frame; `None` only when the queue is empty.
     first: Option<OutFrame>,
     /// Frames behind `first`, oldest first.
     rest: VecDeque<OutFrame>,
-    /// Bytes queued (bounded by `OUTPUT_QUEUE_BYTES_MAX` plus one close frame, far below 4 GiB).
+    /// Bytes queued (bounded by `limit` plus one close frame, far below 4 GiB).
     bytes: u32,
+    /// Most bytes queued before `push` refuses (shares a word with `bytes`).
+    limit: u32,
+}
+
+impl Default for OutputQueue {
+    fn default() -> Self {
+        Self::with_limit(OUTPUT_QUEUE_BYTES_MAX)
+    }
 }
 
 impl OutputQueue {
-    /// Appends a frame unless that would pass `OUTPUT_QUEUE_FRAMES_MAX` or
-    /// `OUTPUT_QUEUE_BYTES_MAX`.
+    /// An empty queue refusing frames past `limit_bytes` (kept between
+    /// `OUTPUT_QUEUE_BYTES_MIN` and 1 GiB, so a resume replay always fits and `bytes` never
+    /// nears `u32::MAX`).
+    pub fn with_limit(limit_bytes: usize) -> Self {
+        OutputQueue {
+            first: None,
+            rest: VecDeque::new(),
+            bytes: 0,
+            limit: limit_bytes.clamp(OUTPUT_QUEUE_BYTES_MIN, OUTPUT_QUEUE_LIMIT_CEILING) as u32,
+        }
+    }
+
+    /// Appends a frame unless that would pass `OUTPUT_QUEUE_FRAMES_MAX` or the queue's byte
+    /// limit.
     pub fn push(&mut self, frame: OutFrame) -> Result<(), QueueFull> {
-        if self.len() >= OUTPUT_QUEUE_FRAMES_MAX
-            || self.bytes() + frame.len() > OUTPUT_QUEUE_BYTES_MAX
+        if self.len() >= OUTPUT_QUEUE_FRAMES_MAX || self.bytes() + frame.len() > self.limit as usize
         {
             return Err(QueueFull);
         }
@@ -284,6 +306,25 @@ mod tests {
         }
         assert_eq!(expect, next);
         assert!(q.is_empty() && q.bytes() == 0);
+    }
+
+    #[test]
+    fn a_configured_byte_limit_bounds_the_queue_and_is_never_below_the_minimum() {
+        let limit = OUTPUT_QUEUE_BYTES_MIN + 100_000;
+        let mut q = OutputQueue::with_limit(limit);
+        let big = Bytes::from(vec![b'x'; 200_000]);
+        let mut queued = 0;
+        while q.push(OutFrame::shared(OpCode::Text, big.clone())).is_ok() {
+            queued += 1;
+        }
+        assert!(q.bytes() <= limit && q.bytes() + 200_004 > limit);
+        assert_eq!(queued, q.len());
+        let low = OutputQueue::with_limit(10);
+        assert_eq!(low.limit as usize, OUTPUT_QUEUE_BYTES_MIN);
+        assert_eq!(
+            OutputQueue::default().limit as usize,
+            OUTPUT_QUEUE_BYTES_MAX
+        );
     }
 
     #[test]

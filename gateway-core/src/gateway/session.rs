@@ -23,7 +23,7 @@ use super::resume_ring::ResumeRing;
 use super::sharding::check_shard;
 use crate::limits::{
     GATEWAY_PAYLOAD_BYTES_MAX, HEARTBEAT_GRACE_MS, HEARTBEAT_INTERVAL_MS, LARGE_THRESHOLD_DEFAULT,
-    LARGE_THRESHOLD_MAX, LARGE_THRESHOLD_MIN, WS_CONTROL_PAYLOAD_BYTES_MAX,
+    LARGE_THRESHOLD_MAX, LARGE_THRESHOLD_MIN, OUTPUT_QUEUE_BYTES_MAX, WS_CONTROL_PAYLOAD_BYTES_MAX,
 };
 use crate::token::TokenKey;
 use crate::ws::frame::OpCode;
@@ -42,6 +42,9 @@ pub struct GatewayConfig {
     pub heartbeat_interval_ms: u64,
     /// Extra time before a missing heartbeat closes the session (4009).
     pub heartbeat_grace_ms: u64,
+    /// Bytes queued for one session before it is disconnected as too slow (4000, resumable);
+    /// raised to `OUTPUT_QUEUE_BYTES_MIN` if set lower.
+    pub output_queue_bytes_max: usize,
 }
 
 impl GatewayConfig {
@@ -51,6 +54,7 @@ impl GatewayConfig {
             token_key: TokenKey::new(token_secret),
             heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
             heartbeat_grace_ms: HEARTBEAT_GRACE_MS,
+            output_queue_bytes_max: OUTPUT_QUEUE_BYTES_MAX,
         }
     }
 }
@@ -187,7 +191,10 @@ impl Session {
             shard: None,
             seq: 0,
             ring: ResumeRing::default(),
-            tx: Transmitter::default(),
+            tx: Transmitter {
+                out: OutputQueue::with_limit(cfg.output_queue_bytes_max),
+                compressor: None,
+            },
             limiter: CommandLimiter::default(),
             last_heartbeat_ms: now_ms,
             heartbeat_timeout_ms: cfg.heartbeat_interval_ms + cfg.heartbeat_grace_ms,

@@ -118,9 +118,19 @@ impl UringDriver {
                 let Some((token, kind)) = self.free(idx) else {
                     return;
                 };
+                // A lazy send that went out whole, seen while `run` blocks: only its buffer
+                // comes back, so it waits for the next completion that needs the shard.
+                let hold = self.hold_lazy
+                    && !closing
+                    && matches!(&kind, Kind::Send { buf, lazy: true, .. }
+                        if res >= 0 && res as usize == buf.remaining());
                 let kind = self.single_shot(kind, res, closing);
                 self.stats.completions += 1;
-                out.push(Completion { token, kind });
+                if hold {
+                    self.held.push(Completion { token, kind });
+                } else {
+                    out.push(Completion { token, kind });
+                }
                 return;
             }
             None => return,
@@ -143,7 +153,7 @@ impl UringDriver {
         };
         let unit = |res: i32| if res >= 0 { Ok(()) } else { Err(errno(res)) };
         match kind {
-            Kind::Send { socket, buf } => {
+            Kind::Send { socket, buf, .. } => {
                 if res > 0 {
                     self.stats.bytes_out += res as u64;
                 }

@@ -27,6 +27,8 @@ pub(super) enum Kind {
     Send {
         socket: SocketId,
         buf: SendBuf,
+        /// Submitted as `Op::SendLazy`: a complete send's completion may be held back.
+        lazy: bool,
     },
     SendTo {
         socket: SocketId,

@@ -11,6 +11,7 @@ use crate::driver::{Completion, CompletionKind, DriverError, Errno, Op, Token};
 
 impl UringDriver {
     pub(super) fn submit_op(&mut self, token: Token, op: Op) -> Result<(), DriverError> {
+        let lazy = matches!(op, Op::SendLazy { .. });
         match op {
             Op::AcceptMulti { listener } => {
                 let fd = self.sock_fd(listener)?;
@@ -53,10 +54,10 @@ impl UringDriver {
                 // provided buffers owned by `self.bufs`.
                 unsafe { self.push(&sqe) }
             }
-            Op::Send { socket, buf } => {
+            Op::Send { socket, buf } | Op::SendLazy { socket, buf } => {
                 let fd = self.sock_fd(socket)?;
                 self.reserve_sq(1)?;
-                let idx = self.alloc(token, Kind::Send { socket, buf })?;
+                let idx = self.alloc(token, Kind::Send { socket, buf, lazy })?;
                 let ud = self.slots.user_data(idx);
                 let slot = self
                     .slots
@@ -66,14 +67,25 @@ impl UringDriver {
                     return Err(DriverError::Unknown("slot"));
                 };
                 fill_iov(&mut slot.iov, buf);
-                // SAFETY: msghdr is plain old data; all-zero is valid.
-                slot.msg = unsafe { std::mem::zeroed() };
-                slot.msg.msg_iov = slot.iov.as_mut_ptr();
-                slot.msg.msg_iovlen = slot.iov.len();
-                let sqe = opcode::SendMsg::new(Fd(fd), &slot.msg)
-                    .flags(libc::MSG_NOSIGNAL as u32)
-                    .build()
-                    .user_data(ud);
+                let sqe = if let [one] = slot.iov.as_slice() {
+                    // One segment (a reply, or a frame that fit the arena): a plain send, which
+                    // spares the kernel copying and checking a msghdr and an iovec array.
+                    // A longer segment goes out in part; the caller re-submits the rest.
+                    let len = one.iov_len.min(u32::MAX as usize) as u32;
+                    opcode::Send::new(Fd(fd), one.iov_base.cast_const().cast(), len)
+                        .flags(libc::MSG_NOSIGNAL)
+                        .build()
+                        .user_data(ud)
+                } else {
+                    // SAFETY: msghdr is plain old data; all-zero is valid.
+                    slot.msg = unsafe { std::mem::zeroed() };
+                    slot.msg.msg_iov = slot.iov.as_mut_ptr();
+                    slot.msg.msg_iovlen = slot.iov.len();
+                    opcode::SendMsg::new(Fd(fd), &slot.msg)
+                        .flags(libc::MSG_NOSIGNAL as u32)
+                        .build()
+                        .user_data(ud)
+                };
                 // SAFETY: msghdr, iovecs and the SendBuf they point into (arena Vec heap and
                 // Bytes storage, which do not move when the SendBuf moves) live in the boxed slot
                 // until the CQE; neither is modified while in flight.
