@@ -136,6 +136,12 @@ pub trait StoreDir {
     fn abandon(&mut self, name: &str);
     /// Reserve `len` bytes of the file at `path` so later writes in range need no allocation.
     fn preallocate(&mut self, path: &Path, len: u64) -> Result<(), IoError>;
+    /// Shrink the file at `path` to `len` bytes. The store shrinks only files it is about to
+    /// remove, in steps, so freeing their blocks never holds the device for long; a directory
+    /// that cannot shrink may skip it (the removal frees the rest).
+    fn truncate(&mut self, _path: &Path, _len: u64) -> Result<(), IoError> {
+        Ok(())
+    }
     /// Atomically rename `from` to `to`, replacing `to`.
     fn rename(&mut self, from: &str, to: &str) -> Result<(), IoError>;
     /// Remove `name`.
@@ -228,6 +234,14 @@ impl StoreDir for FsDir {
             return Err(io_error_of(&std::io::Error::last_os_error()));
         }
         Ok(())
+    }
+
+    fn truncate(&mut self, path: &Path, len: u64) -> Result<(), IoError> {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_len(len))
+            .map_err(|e| io_error_of(&e))
     }
 
     fn rename(&mut self, from: &str, to: &str) -> Result<(), IoError> {
@@ -719,6 +733,14 @@ impl<S: StoreDir> StoreIo<S> {
                 self.stats.blocking_ops += 1;
                 let result = match self.files.get(&handle) {
                     Some(f) => self.dir.preallocate(&f.path, len).map(|()| IoDone::Unit),
+                    None => Err(IoError::Os(libc::EBADF)),
+                };
+                store.complete_io(id, result);
+            }
+            FileOp::Truncate { handle, len } => {
+                self.stats.blocking_ops += 1;
+                let result = match self.files.get(&handle) {
+                    Some(f) => self.dir.truncate(&f.path, len).map(|()| IoDone::Unit),
                     None => Err(IoError::Os(libc::EBADF)),
                 };
                 store.complete_io(id, result);

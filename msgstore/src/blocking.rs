@@ -105,6 +105,10 @@ impl StdExecutor {
                 self.file(handle)?.sync_data().map_err(map_err)?;
                 Ok(IoDone::Unit)
             }
+            FileOp::Truncate { handle, len } => {
+                self.file(handle)?.set_len(len).map_err(map_err)?;
+                Ok(IoDone::Unit)
+            }
             FileOp::Preallocate { handle, len } => {
                 let f = self.file(handle)?;
                 if f.metadata().map_err(map_err)?.len() < len {

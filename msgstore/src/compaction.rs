@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use crate::limits::{
-    COMPACTION_INPUT_BYTES_MAX, COMPACTION_MAX_FILES, COMPACTION_MIN_FILES, TOMBSTONE_TTL_MS,
+    COMPACTION_INPUT_BYTES_MAX, COMPACTION_MAX_FILES, COMPACTION_MIN_FILES, COMPACTION_TIER_RATIO,
+    TOMBSTONE_TTL_MS,
 };
 use crate::message::{Body, Key, Part, Version};
 
@@ -30,7 +31,9 @@ pub struct Plan {
 /// is merged as soon as it has two, so each past window settles into one file. Within a window
 /// the smallest files go first (size-tiered), bounded by `COMPACTION_MAX_FILES` and
 /// `COMPACTION_INPUT_BYTES_MAX`, so a window that outgrew the byte bound still merges its fresh
-/// flushes instead of stalling.
+/// flushes instead of stalling. In the newest window a larger file joins a merge only if it is
+/// at most `COMPACTION_TIER_RATIO` times the smaller files chosen (tiers), which bounds how
+/// often the same bytes are rewritten while the window fills.
 pub fn choose(files: &[FileInfo]) -> Option<Plan> {
     let mut windows: BTreeMap<u32, Vec<&FileInfo>> = BTreeMap::new();
     for f in files {
@@ -43,12 +46,27 @@ pub fn choose(files: &[FileInfo]) -> Option<Plan> {
         } else {
             2
         };
+        let tiered = min == COMPACTION_MIN_FILES;
         group.sort_by_key(|f| (f.size, f.number));
         let mut inputs = Vec::new();
         let mut bytes = 0u64;
         for f in group {
             if inputs.len() == COMPACTION_MAX_FILES || bytes + f.size > COMPACTION_INPUT_BYTES_MAX {
                 break;
+            }
+            // In a window still written to, a file joins the smaller ones only if it is at
+            // most `COMPACTION_TIER_RATIO` times their total: fresh flushes merge with each
+            // other, and the window's big file is rewritten only once there is new data of
+            // comparable size to merge into it (rewriting it on every merge made compaction
+            // write ~10x the appended bytes). A file too big for the run so far starts a new
+            // run if the run is too short to merge (a small forced flush never blocks the rest).
+            if tiered && !inputs.is_empty() && f.size > bytes.saturating_mul(COMPACTION_TIER_RATIO)
+            {
+                if inputs.len() >= min {
+                    break;
+                }
+                inputs.clear();
+                bytes = 0;
             }
             bytes += f.size;
             inputs.push(f.number);
@@ -141,6 +159,38 @@ mod tests {
         let files = [f(2, 7), f(3, 7), f(4, 7), f(5, 7), f(6, u32::MAX)];
         assert_eq!(
             choose(&files),
+            Some(Plan {
+                inputs: vec![2, 3, 4, 5]
+            })
+        );
+    }
+
+    #[test]
+    fn newest_window_merges_in_tiers() {
+        let f = |number, size| FileInfo {
+            number,
+            size,
+            window: 9,
+        };
+        // Three fresh flushes do not pull the window's big file in...
+        assert_eq!(choose(&[f(1, 100), f(2, 10), f(3, 10), f(4, 10)]), None);
+        // ...four merge with each other...
+        assert_eq!(
+            choose(&[f(1, 100), f(2, 10), f(3, 10), f(4, 10), f(5, 10)]),
+            Some(Plan {
+                inputs: vec![2, 3, 4, 5]
+            })
+        );
+        // ...and the big file joins once they add up to half its size.
+        assert_eq!(
+            choose(&[f(1, 100), f(2, 10), f(3, 10), f(4, 10), f(5, 10), f(6, 10)]),
+            Some(Plan {
+                inputs: vec![1, 2, 3, 4, 5, 6]
+            })
+        );
+        // A small forced flush does not hold the others back.
+        assert_eq!(
+            choose(&[f(1, 1), f(2, 10), f(3, 11), f(4, 10), f(5, 12)]),
             Some(Plan {
                 inputs: vec![2, 3, 4, 5]
             })

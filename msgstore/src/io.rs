@@ -61,6 +61,15 @@ pub enum FileOp {
         /// File to sync.
         handle: FileHandle,
     },
+    /// Shrink the file to `len` bytes (ftruncate). The store only shrinks files it is about
+    /// to remove, a step at a time, so freeing a large file's blocks (and, on a file system
+    /// mounted with online discard, trimming them) never holds the device for long in one go.
+    Truncate {
+        /// File to shrink.
+        handle: FileHandle,
+        /// New size.
+        len: u64,
+    },
     /// Reserve `len` bytes (fallocate, mode 0): later writes in range cannot fail for space.
     Preallocate {
         /// File to extend.
@@ -98,7 +107,7 @@ pub struct IoRequest {
 /// Successful outcome of a `FileOp`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IoDone {
-    /// Open, Close, Fdatasync, Preallocate, Rename, Remove, SyncDir.
+    /// Open, Close, Fdatasync, Truncate, Preallocate, Rename, Remove, SyncDir.
     Unit,
     /// Write, WriteDurable: the buffer given back (or empty if the executor kept it).
     Written(Vec<u8>),

@@ -200,6 +200,21 @@ impl MemDisk {
                 f.unsynced.clear();
                 Ok(IoDone::Unit)
             }
+            FileOp::Truncate { handle, len } => {
+                // Modelled as durable at once: the store shrinks only files it no longer
+                // needs, so either outcome of a crash is one recovery must handle anyway.
+                let f = self.file(handle)?;
+                let len = len as usize;
+                f.data.truncate(len);
+                f.durable.truncate(len);
+                f.unsynced = f
+                    .unsynced
+                    .iter()
+                    .filter(|(o, _)| *o < len)
+                    .map(|&(o, l)| (o, l.min(len - o)))
+                    .collect();
+                Ok(IoDone::Unit)
+            }
             FileOp::Preallocate { handle, len } => {
                 let used = self.used();
                 let cap = self.capacity_bytes;

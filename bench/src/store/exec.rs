@@ -21,10 +21,17 @@
 //! The store makes each next segment ahead of time (preallocated, filled with written zeros,
 //! fdatasync'd), so a group's fdatasync never allocates blocks or converts unwritten extents.
 //!
-//! Writes to other files (sorted files, the manifest, the next segment's zero fill) start their writeback at once with
-//! `sync_file_range(SYNC_FILE_RANGE_WRITE)`, so a flush or a merge never leaves megabytes of dirty
-//! pages for one final fdatasync to push while a group's fdatasync waits behind it on the same
-//! device. RocksDB gets the same policy (`bytes_per_sync` = 1 MiB, see `rocks.rs`).
+//! Writes to other files (sorted files, the manifest, the next segment's zero fill) are written
+//! back before they complete (`sync_file_range` WAIT_BEFORE | WRITE | WAIT_AFTER: data on the
+//! device, no cache flush, no metadata), as an O_DIRECT write would be. With the store keeping
+//! at most `JOB_WRITES_IN_FLIGHT_MAX` writes of `JOB_WRITE_CHUNK_BYTES` in flight per job, a
+//! group's write and fdatasync queue behind at most that much background data at the device,
+//! instead of behind megabytes of a merge's writeback started all at once (measured: a 30 MB
+//! merge output written in one burst held group commits for 2-10 ms). RocksDB starts table-file
+//! writeback every `bytes_per_sync` = 1 MiB (see `rocks.rs`).
+//!
+//! `HEARTH_STORE_TRACE=<file>` records a timeline of every operation, background step and
+//! append (see `trace`), for finding where slow appends come from.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -147,6 +154,7 @@ impl PoolExec {
             }
             FileOp::Read { handle, .. }
             | FileOp::Fdatasync { handle }
+            | FileOp::Truncate { handle, .. }
             | FileOp::Preallocate { handle, .. } => self.active_log == Some(*handle),
             FileOp::Rename { .. } | FileOp::Remove { .. } | FileOp::SyncDir | FileOp::ListDir => {
                 false
@@ -217,10 +225,46 @@ fn worker(
                 Err(_) => return,
             }
         };
+        let traced =
+            super::trace::on().then(|| (op_kind(&req.op, log_lane), super::trace::now_ns()));
+        let bytes = op_bytes(&req.op);
         let result = execute(dir, files, req.op, log_lane);
+        if let Some((kind, t0)) = traced {
+            super::trace::span(kind, t0, super::trace::now_ns(), bytes, 0);
+        }
         if done.send((req.id, result)).is_err() {
             return;
         }
+    }
+}
+
+/// Name of an operation in the trace, by lane.
+fn op_kind(op: &FileOp, log_lane: bool) -> &'static str {
+    match (op, log_lane) {
+        (FileOp::WriteDurable { .. }, true) => "log-write-durable",
+        (FileOp::WriteDurable { .. }, false) => "bg-write-durable",
+        (FileOp::Write { .. }, true) => "log-write",
+        (FileOp::Write { .. }, false) => "bg-write",
+        (FileOp::Fdatasync { .. }, true) => "log-fdatasync",
+        (FileOp::Fdatasync { .. }, false) => "bg-fdatasync",
+        (FileOp::Read { .. }, _) => "bg-read",
+        (FileOp::Open { .. }, _) => "open",
+        (FileOp::Close { .. }, _) => "close",
+        (FileOp::Preallocate { .. }, _) => "preallocate",
+        (FileOp::Truncate { .. }, _) => "truncate",
+        (FileOp::Rename { .. }, _) => "rename",
+        (FileOp::Remove { .. }, _) => "remove",
+        (FileOp::SyncDir, _) => "syncdir",
+        (FileOp::ListDir, _) => "listdir",
+    }
+}
+
+/// Bytes an operation moves, for the trace.
+fn op_bytes(op: &FileOp) -> u64 {
+    match op {
+        FileOp::Write { data, .. } | FileOp::WriteDurable { data, .. } => data.len() as u64,
+        FileOp::Read { len, .. } => *len as u64,
+        _ => 0,
     }
 }
 
@@ -284,11 +328,22 @@ fn execute(dir: &Path, files: &Files, op: FileOp, log_lane: bool) -> IoResult {
             if !log_lane {
                 let off = libc::off64_t::try_from(offset).unwrap_or(0);
                 let len = libc::off64_t::try_from(data.len()).unwrap_or(0);
-                // Only starts writeback; durability still comes from the store's fdatasync,
-                // so a failure here changes nothing and is ignored.
+                // Writes the range back and waits for it (no device cache flush, no
+                // metadata): the write completes once its data reached the device, as an
+                // O_DIRECT write would, so the store's one background write in flight
+                // (`JOB_WRITES_IN_FLIGHT_MAX`) is all the background data queued at the
+                // device ahead of a group's write. Durability still comes from the store's
+                // fdatasync, so a failure here changes nothing and is ignored.
                 // SAFETY: the descriptor belongs to `f`, open for the call; no memory passed.
                 let _ = unsafe {
-                    libc::sync_file_range(f.as_raw_fd(), off, len, libc::SYNC_FILE_RANGE_WRITE)
+                    libc::sync_file_range(
+                        f.as_raw_fd(),
+                        off,
+                        len,
+                        libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                            | libc::SYNC_FILE_RANGE_WRITE
+                            | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                    )
                 };
             }
             Ok(IoDone::Written(data))
@@ -329,6 +384,10 @@ fn execute(dir: &Path, files: &Files, op: FileOp, log_lane: bool) -> IoResult {
         }
         FileOp::Fdatasync { handle } => {
             file(files, handle)?.sync_data().map_err(|e| map_err(&e))?;
+            Ok(IoDone::Unit)
+        }
+        FileOp::Truncate { handle, len } => {
+            file(files, handle)?.set_len(len).map_err(|e| map_err(&e))?;
             Ok(IoDone::Unit)
         }
         FileOp::Preallocate { handle, len } => {

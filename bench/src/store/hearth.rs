@@ -22,6 +22,7 @@ use msgstore::{
 
 use super::exec::PoolExec;
 use super::limits::{BLOCK_BYTES, PAGE_LIMIT, TURNS_MAX};
+use super::trace;
 use super::workload::Workload;
 use super::{
     EngineResult, RatePhase, ReadPlan, StoreParams, dir_usage, drop_caches, fresh_dir, histogram,
@@ -29,7 +30,9 @@ use super::{
 };
 use crate::BenchError;
 use crate::latency::LatencySummary;
-use msgstore::limits::STEP_IO_BYTES_DEFAULT;
+use msgstore::limits::{
+    JOB_WRITE_CHUNK_BYTES, JOB_WRITES_IN_FLIGHT_MAX, RECLAIM_STEP_BYTES, STEP_IO_BYTES_DEFAULT,
+};
 
 /// The store, its I/O threads and the loop state of one shard.
 struct Shard {
@@ -90,10 +93,29 @@ impl Shard {
     /// the store's background step (its CPU overlaps the group's write and fdatasync) and hand
     /// over what that step issued.
     fn submit(&mut self) -> Result<(), BenchError> {
+        let t0 = trace::now_ns();
         self.store.seal_group();
         self.forward()?;
+        let t1 = trace::now_ns();
+        let c1 = trace::thread_cpu_ns();
         self.store.step_background();
-        self.forward()
+        let c2 = trace::thread_cpu_ns();
+        let t2 = trace::now_ns();
+        self.forward()?;
+        if trace::on() {
+            trace::span("seal", t0, t1, 0, 0);
+            let code = |p: &str| match p {
+                "reading" => 1,
+                "building" => 2,
+                "creating" => 3,
+                "writing" => 4,
+                "finishing" => 5,
+                _ => 0,
+            };
+            let [f, c] = self.store.job_phases();
+            trace::span("step", t1, t2, c2 - c1, code(f) * 10 + code(c));
+        }
+        Ok(())
     }
 
     /// Hands every request the store has to the I/O threads.
@@ -256,6 +278,7 @@ fn appends(
 ) -> Result<(Histogram<u64>, u64, u64, f64), BenchError> {
     let mut hist = histogram()?;
     let n = range.end - range.start;
+    let trace_t0 = trace::now_ns();
     let mut started = vec![0u64; n as usize];
     let origin = Instant::now();
     let mut next = range.start;
@@ -319,7 +342,12 @@ fn appends(
                         .get((token - range.start) as usize)
                         .copied()
                         .unwrap_or(0);
-                    record(&mut hist, now_ns(&origin).saturating_sub(t0));
+                    let lat = now_ns(&origin).saturating_sub(t0);
+                    record(&mut hist, lat);
+                    if trace::on() {
+                        let t = trace::now_ns();
+                        trace::span("append", t.saturating_sub(lat), t, 0, token);
+                    }
                     done += 1;
                     outstanding = outstanding.saturating_sub(1);
                 }
@@ -333,6 +361,11 @@ fn appends(
             }
         }
         if done >= n {
+            let rate = match pacing {
+                Pacing::Closed => 0,
+                Pacing::Rate(r) => r,
+            };
+            trace::span("phase", trace_t0, trace::now_ns(), rate, 0);
             let groups = shard.log_syncs_seen - syncs_before;
             return Ok((hist, errors, groups, origin.elapsed().as_secs_f64()));
         }
@@ -424,6 +457,7 @@ fn paging(
 pub fn run(p: &StoreParams, w: &Workload, plan: &ReadPlan) -> Result<EngineResult, BenchError> {
     let dir = p.data_dir.join("hearth");
     fresh_dir(&dir)?;
+    trace::init();
     let mut failures = 0u64;
     let mut shard = Shard::open(&dir, config(p), p.io_threads)?;
 
@@ -449,6 +483,7 @@ pub fn run(p: &StoreParams, w: &Workload, plan: &ReadPlan) -> Result<EngineResul
         );
         rate_phases.push(RatePhase::new(rate, n, errors, secs, Some(groups), &h));
     }
+    trace::dump();
 
     let t = Instant::now();
     shard.store.flush();
@@ -478,13 +513,19 @@ pub fn run(p: &StoreParams, w: &Workload, plan: &ReadPlan) -> Result<EngineResul
         setup: format!(
             "msgstore (lz4 blocks of {} KiB, {} MiB memtable, {} MiB block cache, 8 MiB log \
              segments made ahead (preallocated, zero-filled, synced), time-window compaction, \
-             background work {} KiB per turn, a quarter of it while appends are in flight) on one shard loop thread + {} blocking I/O threads (one for the log, real-time \
-             I/O class), all on core {}; log written through the page cache, one write + fdatasync per \
-             group; cached reads completed inline (RWF_NOWAIT)",
+             background work {} KiB per turn, a quarter of it while appends are in flight; sorted-file \
+             writes of {} KiB, {} in flight per job, each written back before it completes; \
+             removed files shrunk {} MiB per step first) on one shard loop thread + {} blocking \
+             I/O threads (one for the log, real-time I/O class), all on core \
+             {}; log written through the page cache, one write + fdatasync per group; cached \
+             reads completed inline (RWF_NOWAIT)",
             BLOCK_BYTES / 1024,
             p.memtable_mib,
             p.cache_mib,
             STEP_IO_BYTES_DEFAULT / 1024,
+            JOB_WRITE_CHUNK_BYTES / 1024,
+            JOB_WRITES_IN_FLIGHT_MAX,
+            RECLAIM_STEP_BYTES >> 20,
             p.io_threads.max(2),
             p.core
         ),

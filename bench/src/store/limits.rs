@@ -22,7 +22,8 @@ pub const BLOCK_BYTES: usize = 16 * 1024;
 /// Bloom filter bits per key for RocksDB (Hearth's per-partition filter uses the same).
 pub const BLOOM_BITS_PER_KEY: f64 = 10.0;
 /// RocksDB's `bytes_per_sync`: table-file writeback starts every this many bytes (Hearth's
-/// executor starts it after each sorted-file write, at most `step_io_bytes`, 256 KiB).
+/// executor writes back each sorted-file write, at most `JOB_WRITE_CHUNK_BYTES`, 64 KiB, before
+/// completing it).
 pub const BYTES_PER_SYNC: u64 = 1 << 20;
 /// Blocking I/O threads that carry out Hearth's file operations (like io_uring's io-wq
 /// workers); pinned to the store's core.

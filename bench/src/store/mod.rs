@@ -31,6 +31,7 @@ pub mod report;
 pub mod rocks;
 #[cfg(feature = "rocksdb")]
 mod rocks_ffi;
+pub mod trace;
 pub mod workload;
 
 use std::path::{Path, PathBuf};

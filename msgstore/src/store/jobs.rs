@@ -7,7 +7,7 @@
 //! compression at once.
 
 use super::*;
-use crate::limits::SST_FILES_MAX;
+use crate::limits::{JOB_WRITE_CHUNK_BYTES, JOB_WRITES_IN_FLIGHT_MAX, SST_FILES_MAX};
 
 /// Work charged for a merged version that is dropped instead of written (an expired tombstone
 /// or a superseded version), so a turn that only drops still ends.
@@ -72,7 +72,8 @@ impl Store {
                 let max_seq = frozen.max_seq();
                 let mut job = Self::new_job(JobKind::Flush { max_seq }, JobPhase::Building);
                 job.build = Some(Box::new(BuildState {
-                    builder: sst::Builder::new(self.config.compression),
+                    // The encoded file is at most about the memtable's size.
+                    builder: sst::Builder::with_capacity(self.config.compression, frozen.bytes()),
                     source: BuildSource::Frozen { after: None },
                 }));
                 self.jobs[FLUSH] = Some(job);
@@ -83,20 +84,26 @@ impl Store {
         }
         let plan = if std::mem::take(&mut self.compact_requested) {
             compaction::choose_all(&self.file_infos())
-        } else if self.config.auto_compact {
-            compaction::choose(&self.file_infos())
+        } else if self.config.auto_compact && self.no_plan_version != Some(self.files_version) {
+            let plan = compaction::choose(&self.file_infos());
+            if plan.is_none() {
+                self.no_plan_version = Some(self.files_version);
+            }
+            plan
         } else {
             None
         };
         if let Some(Plan { inputs }) = plan {
+            // Reserved, not zeroed: the reads fill them in order.
             let bufs = inputs
                 .iter()
-                .map(|n| vec![0; self.files.get(n).map_or(0, |f| f.size as usize)])
+                .map(|n| Vec::with_capacity(self.files.get(n).map_or(0, |f| f.size as usize)))
                 .collect();
             self.jobs[COMPACT] = Some(Self::new_job(
                 JobKind::Compact {
                     inputs,
                     bufs,
+                    early: BTreeMap::new(),
                     next_input: 0,
                     next_offset: 0,
                 },
@@ -171,21 +178,20 @@ impl Store {
             JobPhase::Reading => {
                 let JobKind::Compact {
                     inputs,
-                    bufs,
                     next_input,
                     next_offset,
+                    ..
                 } = &mut job.kind
                 else {
                     return 0;
                 };
                 while issued < budget {
-                    let (Some(no), Some(buf)) = (inputs.get(*next_input), bufs.get(*next_input))
-                    else {
+                    let Some(no) = inputs.get(*next_input) else {
                         break;
                     };
                     let Some(f) = self.files.get(no) else { break };
-                    let len =
-                        (buf.len() as u64 - *next_offset).min((budget - issued) as u64) as usize;
+                    let size = f.size;
+                    let len = (size - *next_offset).min((budget - issued) as u64) as usize;
                     if len > 0 {
                         let tag = JobTag::Read {
                             input: *next_input,
@@ -204,7 +210,7 @@ impl Store {
                         issued += len;
                         *next_offset += len as u64;
                     }
-                    if *next_offset >= buf.len() as u64 {
+                    if *next_offset >= size {
                         *next_input += 1;
                         *next_offset = 0;
                     }
@@ -215,8 +221,12 @@ impl Store {
                 }
             }
             JobPhase::Writing => {
-                while issued < budget && job.next_off < job.bytes.len() {
-                    let end = (job.next_off + budget - issued).min(job.bytes.len());
+                while issued < budget
+                    && job.next_off < job.bytes.len()
+                    && job.outstanding < JOB_WRITES_IN_FLIGHT_MAX
+                {
+                    let end = (job.next_off + (budget - issued).min(JOB_WRITE_CHUNK_BYTES))
+                        .min(job.bytes.len());
                     let data = job
                         .bytes
                         .get(job.next_off..end)
@@ -274,7 +284,7 @@ impl Store {
             }
             BuildSource::Merge { cursors, others } => 'merge: {
                 // Only compactions merge; anything else has nothing to add.
-                let JobKind::Compact { inputs, bufs, .. } = &job.kind else {
+                let JobKind::Compact { inputs, bufs, .. } = &mut job.kind else {
                     break 'merge;
                 };
                 let others: Vec<&LiveFile> =
@@ -341,6 +351,7 @@ impl Store {
             JobKind::Compact { inputs, .. } => JobKind::Compact {
                 inputs,
                 bufs: Vec::new(),
+                early: BTreeMap::new(),
                 next_input: 0,
                 next_offset: 0,
             },
@@ -350,15 +361,17 @@ impl Store {
         work
     }
 
-    /// Decodes the next block of a merge input once the current one is used up.
+    /// Decodes the next block of a merge input once the current one is used up; frees the
+    /// input's bytes once its last block is decoded, so the merge gives memory back input by
+    /// input rather than all at once in one turn.
     fn refill(
         &self,
         c: &mut MergeCursor,
         inputs: &[u64],
-        bufs: &[Vec<u8>],
+        bufs: &mut [Vec<u8>],
     ) -> Result<(), crate::codec::FormatError> {
         while c.rows.peek().is_none() {
-            let (Some(no), Some(buf)) = (inputs.get(c.input), bufs.get(c.input)) else {
+            let (Some(no), Some(buf)) = (inputs.get(c.input), bufs.get_mut(c.input)) else {
                 return Ok(());
             };
             let Some(b) = self
@@ -366,6 +379,7 @@ impl Store {
                 .get(no)
                 .and_then(|f| f.meta.blocks.get(c.next_block))
             else {
+                *buf = Vec::new();
                 return Ok(());
             };
             c.next_block += 1;
@@ -383,9 +397,11 @@ impl Store {
         let Some(job) = self.jobs[slot].as_mut() else {
             return;
         };
-        let JobKind::Compact { inputs, .. } = &job.kind else {
+        let JobKind::Compact { inputs, bufs, .. } = &job.kind else {
             return;
         };
+        // The output is at most about the inputs' size (the merge only drops versions).
+        let capacity = bufs.iter().map(Vec::len).sum();
         // A concurrent flush only adds files newer than every input, so this view of "older
         // data elsewhere" stays valid until the merge is installed.
         let others = self
@@ -403,7 +419,7 @@ impl Store {
             .collect();
         job.phase = JobPhase::Building;
         job.build = Some(Box::new(BuildState {
-            builder: sst::Builder::new(self.config.compression),
+            builder: sst::Builder::with_capacity(self.config.compression, capacity),
             source: BuildSource::Merge { cursors, others },
         }));
     }
@@ -463,26 +479,37 @@ impl Store {
         };
         job.outstanding = job.outstanding.saturating_sub(1);
         if let JobTag::Read { input, offset } = tag
-            && let JobKind::Compact { inputs, bufs, .. } = &mut job.kind
+            && let JobKind::Compact {
+                inputs,
+                bufs,
+                early,
+                ..
+            } = &mut job.kind
         {
             if let Some(no) = inputs.get(input)
                 && let Some(c) = self.reads_in_flight.get_mut(no)
             {
                 *c = c.saturating_sub(1);
             }
-            match &result {
+            match result {
                 Ok(IoDone::Data(d)) => {
-                    if let Some(dst) = bufs
-                        .get_mut(input)
-                        .and_then(|b| b.get_mut(offset as usize..offset as usize + d.len()))
-                    {
-                        dst.copy_from_slice(d);
+                    // Reads of one input may complete out of order (several I/O workers):
+                    // append in file order, holding early ones until the gap closes.
+                    if let Some(buf) = bufs.get_mut(input) {
+                        if buf.len() as u64 == offset {
+                            buf.extend_from_slice(&d);
+                            while let Some(next) = early.remove(&(input, buf.len() as u64)) {
+                                buf.extend_from_slice(&next);
+                            }
+                        } else {
+                            early.insert((input, offset), d);
+                        }
                     }
                 }
                 Ok(_) => {}
                 Err(e) => {
                     let name = inputs.get(input).map_or_else(String::new, |n| sst_name(*n));
-                    job.error.get_or_insert(StoreError::io(name, e.clone()));
+                    job.error.get_or_insert(StoreError::io(name, e));
                 }
             }
         } else if let Err(e) = &result {
@@ -571,25 +598,31 @@ impl Store {
             JobKind::Flush { .. } => {
                 self.frozen = None;
                 let flushed = self.manifest.flushed_seq;
-                if let Some(wal) = self.wal.as_mut() {
-                    for no in wal.retire_upto(flushed) {
-                        self.io.submit(
-                            Owner::Ignore,
-                            FileOp::Remove {
-                                name: segment_name(no),
-                            },
-                        );
-                    }
+                let gone = self
+                    .wal
+                    .as_mut()
+                    .map(|wal| wal.retire_upto(flushed))
+                    .unwrap_or_default();
+                for no in gone {
+                    // Reopened to be shrunk before its removal (its writer closed it).
+                    let handle = self.new_handle();
+                    self.reclaim.push_back(FileOp::Open {
+                        handle,
+                        name: segment_name(no),
+                        create: false,
+                    });
+                    self.reclaim_file(handle, segment_name(no), self.config.segment_bytes);
                 }
                 self.events.push_back(Event::Flushed { file: job.number });
             }
             JobKind::Compact { inputs, .. } => {
                 for no in &inputs {
                     if let Some(f) = self.files.remove(no) {
+                        self.files_version += 1;
                         for i in 0..f.meta.blocks.len() {
                             self.cache.remove((*no, i as u32));
                         }
-                        self.retired.push((*no, f.handle));
+                        self.retired.push((*no, f.handle, f.size));
                     }
                 }
                 self.close_retired();
@@ -602,20 +635,20 @@ impl Store {
     }
 
     pub(super) fn close_retired(&mut self) {
+        if self.retired.is_empty() {
+            return;
+        }
         let reads = &self.reads_in_flight;
-        let io = &mut self.io;
-        self.retired.retain(|(no, handle)| {
-            if reads.get(no).copied().unwrap_or(0) > 0 {
+        let mut done = Vec::new();
+        self.retired.retain(|&(no, handle, size)| {
+            if reads.get(&no).copied().unwrap_or(0) > 0 {
                 return true;
             }
-            io.submit(Owner::Ignore, FileOp::Close { handle: *handle });
-            io.submit(
-                Owner::Ignore,
-                FileOp::Remove {
-                    name: sst_name(*no),
-                },
-            );
+            done.push((no, handle, size));
             false
         });
+        for (no, handle, size) in done {
+            self.reclaim_file(handle, sst_name(no), size);
+        }
     }
 }

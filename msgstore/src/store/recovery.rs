@@ -371,6 +371,7 @@ impl Store {
                 window = Some(window.map_or(k.bucket, |w: u32| w.max(k.bucket)));
             }
         }
+        self.files_version += 1;
         self.files.insert(
             number,
             LiveFile {
