@@ -565,7 +565,26 @@ fn lazy_send_completions_wait_for_other_work_and_come_first() {
     let got = client.join().expect("client");
     assert_eq!(&got, b"helloworld");
 
-    // 3. A plain send is never held: the wait returns as soon as it completes.
+    // 3. A remote wake-up ends a wait that holds a lazy send (it carries no completion of its
+    //    own, so it must not be mistaken for "nothing new").
+    let mut buf = SendBuf::new();
+    buf.push_bytes(b"?");
+    h.d.submit(6, Op::SendLazy { socket: s, buf })
+        .expect("send");
+    let w = h.d.remote_waker();
+    let waker = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(100));
+        w.wake();
+    });
+    let (out, took) = one_wait(&mut h, 60_000);
+    waker.join().expect("waker thread");
+    assert!(took < PATIENCE, "the wake-up ended the wait ({took:?})");
+    assert!(
+        out.iter().any(|c| c.token == 6),
+        "the held send came back: {out:?}"
+    );
+
+    // 4. A plain send is never held: the wait returns as soon as it completes.
     let mut buf = SendBuf::new();
     buf.push_bytes(b"!");
     h.d.submit(5, Op::Send { socket: s, buf }).expect("send");

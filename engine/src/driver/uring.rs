@@ -159,6 +159,8 @@ pub struct UringDriver {
     held: Vec<Completion>,
     /// Whether `reap` may hold lazy send completions back (only inside a blocking `run`).
     hold_lazy: bool,
+    /// A remote wake-up arrived during this `run`: it returns even with no completion.
+    woken: bool,
     stats: DriverStats,
     /// Reused scratch: CQEs copied out of the ring, user_data of cancel targets.
     cqes: Vec<(u64, i32, u32)>,
@@ -244,6 +246,7 @@ impl UringDriver {
             ready: Vec::new(),
             held: Vec::new(),
             hold_lazy: false,
+            woken: false,
             stats: DriverStats::default(),
             cqes: Vec::new(),
             targets: Vec::new(),
@@ -522,7 +525,11 @@ impl Driver for UringDriver {
                 (idle && deadline > now).then(|| deadline - now)
             }
         };
+        self.woken = false;
         loop {
+            if !self.waker_armed {
+                self.arm_waker()?;
+            }
             self.enter(block_ns)?;
             self.hold_lazy = block_ns.is_some();
             self.reap(out);
@@ -533,6 +540,7 @@ impl Driver for UringDriver {
             if let (Some(_), Wait::Until(deadline)) = (block_ns, wait)
                 && out.len() == before
                 && !self.held.is_empty()
+                && !self.woken
             {
                 let now = self.now_ns();
                 if deadline > now && self.ring.completion().is_empty() {

@@ -17,6 +17,8 @@ impl UringDriver {
         let more = cqueue::more(flags);
         let picked = cqueue::buffer_select(flags);
         if ud == UD_WAKER {
+            // A remote wake-up carries no completion but must end a blocking `run`.
+            self.woken = true;
             self.waker.drain();
             if !more {
                 self.waker_armed = false;
